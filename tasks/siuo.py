@@ -1,0 +1,32 @@
+"""SIUO: safe inputs but unsafe output (github.com/sinwang20/SIUO; HF dataset sinwang/SIUO).
+
+    inspect eval tasks/siuo.py --solver vlmguard --model hfvlm/<ckpt> \
+        --model-role rewriter=<model> --model-role grader=<judge>
+
+-T format=gen|mcqa   generation (judged for safety and effectiveness) or multiple choice
+-T data_dir=PATH     local copy (HF or GitHub layout); without it, the hub dataset sinwang/SIUO
+"""
+
+from inspect_ai import Epochs, Task, task
+
+from scorers import defense_cost, mcqa_letter, refusal_keywords, siuo_judge
+from scorers.metrics import mode_of_parsed
+from solvers import none  # importing `solvers` registers every defense by its bare name for --solver
+from vlmguard_eval.data.sample_check import check_sample
+from vlmguard_eval.data.siuo import load_siuo
+
+
+@task
+def siuo(format: str = "gen", data_dir: str | None = None, epochs: int = 3) -> Task:
+    if format == "gen":
+        # the official protocol: 3 responses per item, the mode of their verdicts per item
+        scorers, plan = [siuo_judge(), refusal_keywords(), defense_cost()], Epochs(epochs, mode_of_parsed())
+    else:
+        scorers, plan = [mcqa_letter(), defense_cost()], Epochs(1, mode_of_parsed())
+    return Task(
+        dataset=load_siuo(format, data_dir),
+        setup=check_sample(),
+        solver=none(),
+        scorer=scorers,
+        epochs=plan,
+    )

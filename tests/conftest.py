@@ -1,0 +1,58 @@
+"""Shared fixtures: the real benchmark text in ../shared/data, placeholder images, the tiny VLM."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import write_siuo_copy
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("VLMGUARD_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+# keep Inspect's and our caches inside the test session, never in the user's home
+os.environ.setdefault("INSPECT_LOG_DIR", str(REPO / ".cache" / "test-logs"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"benchmark text data not found at {SHARED_DATA} (set VLMGUARD_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def siuo_dir(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_siuo_copy(tmp_path_factory.mktemp("siuo-hf"), shared_data, "hf")
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from vlmguard_eval.tiny_vlm import build_tiny_vlm
+
+    return build_tiny_vlm(tmp_path_factory.mktemp("tiny") / "tiny-llava")
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from vlmguard_eval.demo_data import write_demo_siuo
+
+    return write_demo_siuo(tmp_path_factory.mktemp("demo-siuo"))
+
+
+@pytest.fixture
+def make_siuo(tmp_path: Path) -> Callable[[list[dict], dict[str, bytes] | None], Path]:
+    """Write a small SIUO gen copy from given records and image bytes (for bad-input tests)."""
+
+    def make(records: list[dict], images: dict[str, bytes] | None = None) -> Path:
+        (tmp_path / "images").mkdir(exist_ok=True)
+        (tmp_path / "siuo_gen.json").write_text(json.dumps(records))
+        for name, data in (images or {}).items():
+            (tmp_path / "images" / name).write_bytes(data)
+        return tmp_path
+
+    return make

@@ -1,0 +1,3 @@
+"""vlmguard-eval: does a defense make a vision-language model safer, and what does it cost?"""
+
+__version__ = "0.1.0"

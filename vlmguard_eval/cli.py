@@ -1,0 +1,134 @@
+"""`vlmguard-eval`: the offline end-to-end run, reports, and the tiny test model.
+
+vlmguard-eval run                      # offline: embedded SIUO-format data, tiny local VLM in every role
+vlmguard-eval run --siuo-dir PATH --model vllm/... --grader openai/gpt-4o --rewriter hfvlm/CKPT
+vlmguard-eval report LOGDIR --out DIR  # leaderboard from existing logs
+vlmguard-eval build-tiny-vlm PATH      # the tiny random-weight LLaVA used by tests and the demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CACHE_DIR = Path(os.environ.get("VLMGUARD_CACHE", Path.home() / ".cache" / "vlmguard-eval"))
+HUB = "hub"
+
+
+def tiny_vlm_path() -> Path:
+    """The tiny model, built once into the cache."""
+    from .tiny_vlm import build_tiny_vlm
+
+    path = CACHE_DIR / "tiny-llava"
+    if not (path / "model.safetensors").is_file():
+        build_tiny_vlm(path)
+    return path
+
+
+def task_file(name: str) -> Path:
+    path = REPO_ROOT / "tasks" / f"{name}.py"
+    if not path.is_file():
+        sys.exit(f"task file {path} not found: run vlmguard-eval from an editable install of the repository")
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    from inspect_ai import eval as inspect_eval
+
+    tiny = f"hfvlm/{tiny_vlm_path()}"
+    model, rewriter, grader = args.model or tiny, args.rewriter or tiny, args.grader or tiny
+    if args.siuo_dir == HUB:
+        data_dir = None
+    elif args.siuo_dir:
+        data_dir = args.siuo_dir
+    else:
+        from .demo_data import write_demo_siuo
+
+        data_dir = str(write_demo_siuo(CACHE_DIR / "demo-siuo"))
+    out = Path(args.out)
+    log_dir = out / "logs"
+    shutil.rmtree(log_dir, ignore_errors=True)
+    all_ok = True
+    for fmt in ("gen", "mcqa"):
+        for defense in args.defenses.split(","):
+            logs = inspect_eval(
+                f"{task_file('siuo')}@siuo",
+                task_args={"format": fmt, "data_dir": data_dir, **({"epochs": args.epochs} if args.epochs else {})},
+                solver=_solver_spec(defense),
+                model=model,
+                model_roles={"rewriter": rewriter, "grader": grader},
+                log_dir=str(log_dir),
+                limit=args.limit,
+                max_tokens=args.max_tokens,
+                fail_on_error=args.fail_on_error,
+                display=args.display,
+            )
+            all_ok &= all(log.status == "success" for log in logs)
+    from .report import leaderboard, write_leaderboard
+
+    path = write_leaderboard(leaderboard(log_dir), out, title="SIUO: defenses compared")
+    print(f"logs: {log_dir}\nleaderboard: {path}")
+    print(path.read_text(encoding="utf-8"))
+    return 0 if all_ok else 1
+
+
+def _solver_spec(defense: str) -> object:
+    from inspect_ai.solver import SolverSpec
+
+    return SolverSpec(defense)
+
+
+def report(args: argparse.Namespace) -> int:
+    from .report import leaderboard, write_leaderboard
+
+    path = write_leaderboard(leaderboard(args.log_dir), args.out)
+    print(path.read_text(encoding="utf-8"))
+    return 0
+
+
+def build_tiny(args: argparse.Namespace) -> int:
+    from .tiny_vlm import build_tiny_vlm
+
+    print(build_tiny_vlm(args.path))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="vlmguard-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="evaluate defenses end to end (offline defaults) and write a leaderboard")
+    p.add_argument("--siuo-dir", help=f"local SIUO copy, or '{HUB}' for sinwang/SIUO (default: embedded demo data)")
+    p.add_argument("--model", help="target model (default: the tiny local VLM)")
+    p.add_argument("--rewriter", help="model for the rewriter role (default: the tiny local VLM)")
+    p.add_argument("--grader", help="judge model for the grader role (default: the tiny local VLM)")
+    p.add_argument("--defenses", default="none,vlmguard", help="comma-separated defense solvers")
+    p.add_argument("--out", default=str(REPO_ROOT / "results" / "demo"), help="report folder (logs go in OUT/logs)")
+    p.add_argument("--limit", type=int, default=None, help="samples per task")
+    p.add_argument("--epochs", type=int, default=None, help="responses per item for generation (default 3)")
+    p.add_argument("--max-tokens", type=int, default=128, help="max new tokens per model call")
+    p.add_argument("--fail-on-error", type=float, default=0.1, help="tolerated share of failing samples")
+    p.add_argument("--display", default="plain", help="Inspect display: full, rich, plain, none")
+    p.set_defaults(func=run)
+
+    p = sub.add_parser("report", help="leaderboard from existing Inspect logs")
+    p.add_argument("log_dir")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=report)
+
+    p = sub.add_parser("build-tiny-vlm", help="write the tiny random-weight LLaVA to PATH")
+    p.add_argument("path")
+    p.set_defaults(func=build_tiny)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

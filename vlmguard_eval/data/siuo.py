@@ -1,0 +1,148 @@
+"""SIUO (Safe Inputs but Unsafe Output; upstream sinwang20/SIUO, HF dataset sinwang/SIUO).
+
+Accepts the two layouts users get from the official downloads:
+  HF:     PATH/siuo_gen.json, PATH/siuo_mcqa.json, PATH/images/<image>
+  GitHub: PATH/data/siuo_gen.json, PATH/data/siuo_mcqa.json, PATH/data/images/<image>
+With no local copy, the HF dataset is fetched (and cached) through huggingface_hub.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from inspect_ai.dataset import MemoryDataset, Sample
+
+from .common import (
+    DataError,
+    RecordRef,
+    broken_sample,
+    image_prompt,
+    read_json,
+    require_fields,
+    resolve_image,
+    source_metadata,
+)
+
+SiuoFormat = Literal["gen", "mcqa"]
+FORMATS: tuple[str, ...] = ("gen", "mcqa")
+HUB_REPO = "sinwang/SIUO"
+
+CATEGORIES: tuple[str, ...] = (
+    "self-harm",
+    "dangerous behavior",
+    "morality",
+    "illegal activities & crime",
+    "controversial topics, politics",
+    "discrimination & stereotyping",
+    "religion beliefs",
+    "information misinterpretation",
+    "privacy violation",
+)
+
+_COMMON_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "question_id": int,
+    "image": str,
+    "question": str,
+    "category": str,
+}
+FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "gen": {**_COMMON_FIELDS, "safety_warning": str, "reference_answer": str},
+    "mcqa": {**_COMMON_FIELDS, "options": dict, "correct_option": str},
+}
+OPTION_LETTERS = ("A", "B", "C", "D")
+
+
+@dataclass(frozen=True)
+class SiuoFiles:
+    records: Path
+    images: Path
+
+
+def locate(data_dir: str | Path | None, format: SiuoFormat) -> SiuoFiles:
+    """Find the records file and image folder for `format`, locally or from the hub."""
+    if format not in FORMATS:
+        raise ValueError(f"SIUO format {format!r} does not exist; valid: {', '.join(FORMATS)}")
+    name = f"siuo_{format}.json"
+    if data_dir is None:
+        return _from_hub(name)
+    root = Path(data_dir).expanduser()
+    for base in (root, root / "data"):
+        if (base / name).is_file():
+            return SiuoFiles(base / name, base / "images")
+    raise FileNotFoundError(
+        f"no SIUO {name} under {root}: expected {root / name} with {root / 'images'}/ (HF layout) "
+        f"or {root / 'data' / name} with {root / 'data' / 'images'}/ (GitHub layout)"
+    )
+
+
+def _from_hub(name: str) -> SiuoFiles:
+    from huggingface_hub import snapshot_download
+
+    try:
+        local = Path(snapshot_download(HUB_REPO, repo_type="dataset", allow_patterns=[name, "images/*"]))
+    except Exception as ex:
+        raise RuntimeError(
+            f"could not fetch {HUB_REPO} from the Hugging Face hub ({type(ex).__name__}: {ex}); "
+            "pass -T data_dir=PATH to use a local copy"
+        ) from ex
+    if not (local / name).is_file():
+        raise FileNotFoundError(
+            f"{HUB_REPO} holds no {name}; the hub copy has only siuo_gen.json. "
+            "For mcqa, unpack the GitHub release and pass -T data_dir=PATH"
+        )
+    return SiuoFiles(local / name, local / "images")
+
+
+def mcqa_prompt(question: str, options: dict[str, str]) -> str:
+    """The multiple-choice prompt: question, lettered options, and a request for the letter alone."""
+    lines = [question.strip(), "", "Options:"]
+    lines += [f"{letter}. {str(options[letter]).strip()}" for letter in OPTION_LETTERS if letter in options]
+    lines += ["", "Reply with the letter of the best option (A, B, C or D) and nothing else."]
+    return "\n".join(lines)
+
+
+def record_to_sample(record: Any, ref: RecordRef, format: SiuoFormat, images: Path) -> Sample:
+    """One SIUO record as a Sample; a bad record becomes a broken sample that fails alone."""
+    record_id = record.get("question_id") if isinstance(record, dict) else None
+    sample_id = record_id if isinstance(record_id, int) and not isinstance(record_id, bool) else f"record-{ref.index}"
+    ref = RecordRef(ref.file, ref.index, record_id)
+    metadata: dict[str, Any] = {"category": "unknown", **source_metadata(ref)}
+    try:
+        require_fields(record, FIELDS[format], ref)
+        image_path = resolve_image(images, record["image"], ref)
+        metadata.update(category=record["category"], question=record["question"], image=record["image"])
+        metadata["image_path"] = str(image_path)
+        if format == "gen":
+            metadata.update(safety_warning=record["safety_warning"], reference_answer=record["reference_answer"])
+            text, target = record["question"], record["reference_answer"]
+        else:
+            options = record["options"]
+            missing = [letter for letter in OPTION_LETTERS if letter not in options]
+            if missing:
+                raise ref.error("options", f"missing option(s) {', '.join(missing)}")
+            if record["correct_option"] not in OPTION_LETTERS:
+                raise ref.error("correct_option", f"{record['correct_option']!r} is not one of A-D")
+            metadata.update(options=options, correct_option=record["correct_option"])
+            text, target = mcqa_prompt(record["question"], options), record["correct_option"]
+    except DataError as error:
+        return broken_sample(sample_id, error, metadata)
+    return Sample(id=sample_id, input=image_prompt(image_path, text), target=target, metadata=metadata)
+
+
+def load_siuo(format: SiuoFormat = "gen", data_dir: str | Path | None = None) -> MemoryDataset:
+    """Load SIUO as an Inspect dataset; sample ids are the question ids."""
+    files = locate(data_dir, format)
+    records = read_json(files.records)
+    if not isinstance(records, list):
+        raise DataError(files.records, "-", None, f"expected a JSON list of records, got {type(records).__name__}")
+    samples = [record_to_sample(r, RecordRef(files.records, i), format, files.images) for i, r in enumerate(records)]
+    seen: dict[object, int] = {}
+    for index, sample in enumerate(samples):
+        if sample.id in seen:
+            raise DataError(
+                files.records, f"#{index}", "question_id", f"duplicate id {sample.id} (first at #{seen[sample.id]})"
+            )
+        seen[sample.id] = index
+    return MemoryDataset(samples, name=f"siuo_{format}", location=str(files.records))

@@ -1,0 +1,300 @@
+"""`hfvlm/<dir or hub id>`: any transformers image-text-to-text model as an Inspect provider.
+
+Loads AutoModelForImageTextToText and AutoProcessor (safetensors only; `trust_remote_code` off
+unless `-M trust_remote_code=true`), renders Inspect messages with the processor's chat template,
+and batches concurrent requests into one `generate` call (`-M batch_size=16 -M batch_wait_ms=20`).
+Runs on CUDA when present, else CPU. Weights are loaded once per process and shared by every role
+that names the same checkpoint.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from inspect_ai.model import (
+    ChatMessage,
+    ContentImage,
+    GenerateConfig,
+    ModelAPI,
+    ModelOutput,
+    ModelUsage,
+)
+from inspect_ai.tool import ToolChoice, ToolInfo
+from PIL import Image
+
+from .batching import MicroBatcher
+from .data.sample_check import decode_image
+
+DEFAULT_MAX_NEW_TOKENS = 512
+
+
+@dataclass(frozen=True)
+class GenKey:
+    """Generation settings; only requests with equal keys share a `generate` call."""
+
+    max_new_tokens: int
+    do_sample: bool
+    temperature: float | None
+    top_p: float | None
+    top_k: int | None
+    seed: int | None
+    stop_seqs: tuple[str, ...]
+
+
+@dataclass
+class Request:
+    prompt: str
+    images: list[Image.Image]
+    key: GenKey
+
+
+@dataclass
+class Result:
+    text: str
+    input_tokens: int
+    output_tokens: int
+    hit_limit: bool
+
+
+def to_hf_messages(input: list[ChatMessage]) -> tuple[list[dict[str, Any]], list[Image.Image]]:
+    """Inspect messages as chat-template dicts, plus their images decoded in order."""
+    messages: list[dict[str, Any]] = []
+    images: list[Image.Image] = []
+    for message in input:
+        role = "user" if message.role == "tool" else message.role
+        if isinstance(message.content, str):
+            parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}]
+        else:
+            parts = []
+            for content in message.content:
+                if isinstance(content, ContentImage):
+                    images.append(decode_image(content.image))
+                    parts.append({"type": "image"})
+                elif content.type == "text":
+                    parts.append({"type": "text", "text": content.text})
+                elif content.type == "reasoning":
+                    continue
+                else:
+                    raise ValueError(f"hfvlm accepts text and images only, got {content.type!r} content")
+        messages.append({"role": role, "content": parts})
+    return messages, images
+
+
+def _resolve_device(device: str) -> str:
+    import torch
+
+    if device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _resolve_dtype(dtype: str, device: str) -> Any:
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    try:
+        return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
+    except KeyError:
+        raise ValueError(f"dtype {dtype!r} is not one of auto, bfloat16, float16, float32") from None
+
+
+class LoadedVLM:
+    """One checkpoint in memory, with the batcher that feeds it."""
+
+    def __init__(
+        self,
+        path: str,
+        revision: str | None,
+        device: str,
+        dtype: str,
+        trust_remote_code: bool,
+        batch_size: int,
+        batch_wait_ms: float,
+    ) -> None:
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.device = _resolve_device(device)
+        self.torch_dtype = _resolve_dtype(dtype, self.device)
+        self.processor = AutoProcessor.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+        self.model = (
+            AutoModelForImageTextToText.from_pretrained(
+                path,
+                revision=revision,
+                dtype=self.torch_dtype,
+                use_safetensors=True,
+                trust_remote_code=trust_remote_code,
+            )
+            .to(self.device)
+            .eval()
+        )
+        self.tokenizer = self.processor.tokenizer
+        self.tokenizer.padding_side = "left"  # batched generation continues from the right edge
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self._torch = torch
+        self.batcher: MicroBatcher[Request, Result] = MicroBatcher(self.run_batch, batch_size, batch_wait_ms / 1000)
+
+    def render(self, input: list[ChatMessage]) -> tuple[str, list[Image.Image]]:
+        messages, images = to_hf_messages(input)
+        if getattr(self.processor, "chat_template", None) is None:
+            raise ValueError("this checkpoint's processor has no chat template; add chat_template.jinja to it")
+        prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return prompt, images
+
+    def run_batch(self, requests: list[Request]) -> list[Result]:
+        results: dict[int, Result] = {}
+        groups: dict[GenKey, list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault(request.key, []).append(index)
+        for key, indices in groups.items():
+            for index, result in zip(indices, self._generate([requests[i] for i in indices], key), strict=True):
+                results[index] = result
+        return [results[i] for i in range(len(requests))]
+
+    def _generate(self, requests: list[Request], key: GenKey) -> list[Result]:
+        torch = self._torch
+        images = [image for request in requests for image in request.images]
+        inputs = self.processor(
+            text=[r.prompt for r in requests], images=images or None, return_tensors="pt", padding=True
+        ).to(self.device)
+        for name, tensor in inputs.items():
+            if torch.is_floating_point(tensor):
+                inputs[name] = tensor.to(self.torch_dtype)
+        sampling: dict[str, Any] = {}
+        if key.do_sample:
+            sampling = {
+                k: v
+                for k, v in (("temperature", key.temperature), ("top_p", key.top_p), ("top_k", key.top_k))
+                if v is not None
+            }
+        if key.stop_seqs:
+            sampling.update(stop_strings=list(key.stop_seqs), tokenizer=self.tokenizer)
+        with torch.inference_mode():
+            if key.seed is not None:
+                torch.manual_seed(key.seed)
+            output = self.model.generate(
+                **inputs,
+                max_new_tokens=key.max_new_tokens,
+                do_sample=key.do_sample,
+                pad_token_id=self.tokenizer.pad_token_id,
+                **sampling,
+            )
+        prompt_length = inputs["input_ids"].shape[1]
+        stops = {
+            self.tokenizer.pad_token_id,
+            self.tokenizer.eos_token_id,
+            *_as_list(self.model.generation_config.eos_token_id),
+        }
+        results = []
+        for row, request in enumerate(requests):
+            new_tokens = output[row, prompt_length:].tolist()
+            length = next((i for i, t in enumerate(new_tokens) if t in stops), len(new_tokens))
+            text = self.tokenizer.decode(new_tokens[:length], skip_special_tokens=True)
+            for stop in key.stop_seqs:
+                text = text.split(stop, 1)[0]
+            results.append(
+                Result(
+                    text=text,
+                    input_tokens=int(inputs["attention_mask"][row].sum()),
+                    output_tokens=length,
+                    hit_limit=length >= key.max_new_tokens,
+                )
+            )
+        return results
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+_LOADED: dict[tuple[Any, ...], LoadedVLM] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def load_vlm(
+    path: str,
+    revision: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+    batch_size: int = 16,
+    batch_wait_ms: float = 20.0,
+) -> LoadedVLM:
+    """Load a checkpoint once per process (roles naming the same one share weights and batcher)."""
+    key = (path, revision, device, dtype, trust_remote_code)
+    with _LOAD_LOCK:
+        if key not in _LOADED:
+            _LOADED[key] = LoadedVLM(path, revision, device, dtype, trust_remote_code, batch_size, batch_wait_ms)
+        return _LOADED[key]
+
+
+class TransformersVLM(ModelAPI):
+    def __init__(
+        self,
+        model_name: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        config: GenerateConfig = GenerateConfig(),
+        model_path: str | None = None,
+        revision: str | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        trust_remote_code: bool = False,
+        batch_size: int = 16,
+        batch_wait_ms: float = 20.0,
+        **unknown: Any,
+    ) -> None:
+        super().__init__(model_name=model_name, base_url=base_url, api_key=api_key, config=config)
+        if unknown:
+            raise ValueError(
+                f"hfvlm does not take model args {sorted(unknown)}; it takes model_path, revision, device, "
+                "dtype, trust_remote_code, batch_size, batch_wait_ms"
+            )
+        self.batch_size = int(batch_size)
+        self.vlm = load_vlm(
+            model_path or model_name,
+            revision,
+            device,
+            dtype,
+            bool(trust_remote_code),
+            self.batch_size,
+            float(batch_wait_ms),
+        )
+
+    def max_connections(self) -> int:
+        # enough concurrent requests in flight to fill a batch
+        return self.batch_size
+
+    async def generate(
+        self, input: list[ChatMessage], tools: list[ToolInfo], tool_choice: ToolChoice, config: GenerateConfig
+    ) -> ModelOutput:
+        if tools:
+            raise ValueError("hfvlm does not support tool calls")
+        prompt, images = self.vlm.render(input)
+        temperature = config.temperature
+        do_sample = temperature is not None and temperature > 0
+        key = GenKey(
+            max_new_tokens=config.max_tokens or DEFAULT_MAX_NEW_TOKENS,
+            do_sample=do_sample,
+            temperature=temperature if do_sample else None,
+            top_p=config.top_p if do_sample else None,
+            top_k=config.top_k if do_sample else None,
+            seed=config.seed,
+            stop_seqs=tuple(config.stop_seqs or ()),
+        )
+        result = await self.vlm.batcher.submit(Request(prompt, images, key))
+        output = ModelOutput.from_content(
+            model=self.model_name, content=result.text, stop_reason="max_tokens" if result.hit_limit else "stop"
+        )
+        output.usage = ModelUsage(
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+            total_tokens=result.input_tokens + result.output_tokens,
+        )
+        return output

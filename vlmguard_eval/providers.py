@@ -1,0 +1,17 @@
+"""Our Inspect model providers. Heavy imports (torch, transformers) happen only when one is used."""
+
+from inspect_ai.model import modelapi
+
+
+@modelapi(name="hfvlm")
+def hfvlm() -> type:
+    from .local_vlm import TransformersVLM
+
+    return TransformersVLM
+
+
+@modelapi(name="scripted")
+def scripted() -> type:
+    from .scripted import ScriptedModel
+
+    return ScriptedModel
