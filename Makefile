@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 demo: install
-	$(BIN)/vlmguard-eval demo
+	$(BIN)/vlmguard-eval run
 
 test: install
 	$(BIN)/python -m pytest

@@ -104,7 +104,7 @@ def write_leaderboard(rows: list[Row], out_dir: str | Path, title: str = "Leader
     ]
     table = [
         [r.task, r.model, r.defense, r.judge, r.status, str(r.samples), str(r.errors)]
-        + [_fmt(r.metrics.get((c[0], c[1]))) for c in columns]
+        + [_fmt(r.metrics[(c[0], c[1])]) if (c[0], c[1]) in r.metrics else "-" for c in columns]
         for r in rows
     ]
     with open(out / "leaderboard.csv", "w", newline="", encoding="utf-8") as f:
@@ -116,7 +116,7 @@ def write_leaderboard(rows: list[Row], out_dir: str | Path, title: str = "Leader
         "",
         "Rates are percentages over parsed judge verdicts; 'unparsed' counts items whose judge "
         "replies did not parse (or whose epoch votes tied) and are excluded from the rate. "
-        "'n/a' means no verdict parsed. Logs: " + ", ".join(sorted({r.log for r in rows})),
+        "'n/a': no verdict parsed; '-': not measured by that task. Logs: " + ", ".join(sorted({r.log for r in rows})),
     ]
     path = out / "leaderboard.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -19,13 +19,14 @@ _CORPUS = [
     "A B C D. The answer is B. Options: knife, medicine, bridge, fire, money, cake.",
 ]
 
+# HF renders chat templates with trim_blocks, so newlines are written as {{ '\\n' }}
 _CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{{ message['role'].upper() }}: "
     "{% if message['content'] is string %}{{ message['content'] }}"
     "{% else %}{% for part in message['content'] %}"
-    "{% if part['type'] == 'image' %}<image>\n{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}\n"
+    "{% if part['type'] == 'image' %}<image>{{ '\\n' }}{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}{{ '\\n' }}"
     "{% endfor %}"
     "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
 )

@@ -1,0 +1,100 @@
+"""The commands exactly as a user types them, run as subprocesses from the repository root."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from inspect_ai.log import list_eval_logs, read_eval_log
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def inspect_eval(*args: str, log_dir: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # no PYTHONPATH: as a user runs it
+    command = [str(BIN / "inspect"), "eval", *args, "--log-dir", str(log_dir), "--display", "plain"]
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def only_log(log_dir: Path):
+    (info,) = list_eval_logs(str(log_dir))
+    return read_eval_log(info)
+
+
+def test_inspect_eval_siuo_with_bare_solver_names(tiny_vlm: Path, demo_dir: Path, tmp_path: Path) -> None:
+    model = f"hfvlm/{tiny_vlm}"
+    common = [
+        "--model",
+        model,
+        "--model-role",
+        f"grader={model}",
+        "-T",
+        f"data_dir={demo_dir}",
+        "--limit",
+        "2",
+        "--epochs",
+        "1",
+        "--max-tokens",
+        "8",
+    ]
+    result = inspect_eval(
+        "tasks/siuo.py",
+        "--solver",
+        "vlmguard",
+        "--model-role",
+        f"rewriter={model}",
+        *common,
+        log_dir=tmp_path / "vlmguard",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    log = only_log(tmp_path / "vlmguard")
+    assert log.status == "success" and log.eval.solver == "vlmguard"
+    for sample in log.samples:
+        # the tiny model's random text never parses: the fallback is taken, recorded and shown
+        record = sample.metadata["vlmguard"]
+        assert record["rewriter_reply"] and record["fallback"]["reason"] in ("malformed", "empty")
+    result = inspect_eval("tasks/siuo.py", "--solver", "none", *common, log_dir=tmp_path / "none")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert only_log(tmp_path / "none").eval.solver == "none"
+
+
+def test_unknown_solver_is_refused(tmp_path: Path, demo_dir: Path) -> None:
+    result = inspect_eval(
+        "tasks/siuo.py",
+        "--solver",
+        "no_such_defense",
+        "--model",
+        "scripted/echo",
+        "-T",
+        f"data_dir={demo_dir}",
+        log_dir=tmp_path,
+    )
+    assert result.returncode != 0 and "no_such_defense" in result.stdout + result.stderr
+
+
+def test_offline_main_job_writes_logs_and_leaderboard(tmp_path: Path) -> None:
+    env = {**os.environ, "VLMGUARD_CACHE": str(tmp_path / "cache")}
+    command = [
+        str(BIN / "vlmguard-eval"),
+        "run",
+        "--out",
+        str(tmp_path / "out"),
+        "--limit",
+        "2",
+        "--epochs",
+        "1",
+        "--max-tokens",
+        "8",
+        "--display",
+        "none",
+    ]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    logs = list_eval_logs(str(tmp_path / "out" / "logs"))
+    assert len(logs) == 4  # gen and mcqa, none and vlmguard
+    board = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert board.count("| siuo (gen) |") == 2 and board.count("| siuo (mcqa) |") == 2
+    assert "safe unparsed" in board and (tmp_path / "out" / "leaderboard.csv").is_file()

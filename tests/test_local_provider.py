@@ -1,0 +1,120 @@
+"""The `hfvlm` provider: real transformers generation on the tiny LLaVA, batching, safe loading."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import shutil
+from pathlib import Path
+
+import pytest
+from inspect_ai.model import ChatMessageSystem, ChatMessageUser, ContentImage, ContentText, GenerateConfig, get_model
+
+from tests.helpers import png_bytes
+from vlmguard_eval.local_vlm import LoadedVLM, load_vlm
+
+IMAGE_URI = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
+
+
+def user(text: str, image: bool = True) -> ChatMessageUser:
+    parts = [ContentImage(image=IMAGE_URI)] if image else []
+    return ChatMessageUser(content=[*parts, ContentText(text=text)])
+
+
+def test_generates_text_with_usage_and_respects_max_tokens(tiny_vlm: Path) -> None:
+    model = get_model(f"hfvlm/{tiny_vlm}")
+
+    async def go():
+        return await model.generate([user("What is in this image?")], config=GenerateConfig(max_tokens=5))
+
+    output = asyncio.run(go())
+    assert isinstance(output.completion, str)
+    assert output.usage.input_tokens > 0
+    assert 0 < output.usage.output_tokens <= 5
+    assert output.stop_reason in ("max_tokens", "stop")
+
+
+def test_renders_with_the_processor_chat_template(tiny_vlm: Path) -> None:
+    vlm = load_vlm(str(tiny_vlm))
+    prompt, images = vlm.render([ChatMessageSystem(content="Be safe."), user("Hi"), user("Text only", image=False)])
+    assert prompt == "SYSTEM: Be safe.\nUSER: <image>\nHi\nUSER: Text only\nASSISTANT:"
+    assert len(images) == 1 and images[0].mode == "RGB"
+
+
+def test_concurrent_requests_share_one_generate_call(tiny_vlm: Path) -> None:
+    model = get_model(f"hfvlm/{tiny_vlm}", batch_size=8, batch_wait_ms=2000)
+    vlm: LoadedVLM = model.api.vlm
+    before = vlm.batcher.stats.batches
+    prompts = [f"Question number {i}?" for i in range(8)]
+    config = GenerateConfig(max_tokens=6, temperature=0.0)
+
+    async def batched():
+        return await asyncio.gather(*(model.generate([user(p)], config=config) for p in prompts))
+
+    outputs = asyncio.run(batched())
+    assert vlm.batcher.stats.batches == before + 1 and vlm.batcher.stats.sizes[-1] == 8
+
+    async def one_by_one():
+        return [await model.generate([user(p)], config=config) for p in prompts]
+
+    singles = asyncio.run(one_by_one())
+    # greedy decoding: batching (with left padding) must not change what each sample gets
+    assert [o.completion for o in outputs] == [o.completion for o in singles]
+
+
+def test_mixed_text_only_and_image_requests_in_one_batch(tiny_vlm: Path) -> None:
+    model = get_model(f"hfvlm/{tiny_vlm}", batch_size=4, batch_wait_ms=2000)
+    config = GenerateConfig(max_tokens=4)
+
+    async def go():
+        return await asyncio.gather(
+            model.generate([user("with image")], config=config),
+            model.generate([user("no image", image=False)], config=config),
+            model.generate([user("two", image=True), user("turns")], config=config),
+            model.generate([user("sampled")], config=GenerateConfig(max_tokens=4, temperature=0.9, seed=1)),
+        )
+
+    outputs = asyncio.run(go())
+    assert all(o.usage.output_tokens <= 4 for o in outputs)
+
+
+def test_sampling_with_a_seed_is_reproducible(tiny_vlm: Path) -> None:
+    model = get_model(f"hfvlm/{tiny_vlm}")
+    config = GenerateConfig(max_tokens=8, temperature=1.0, seed=123)
+
+    async def go():
+        return await model.generate([user("Say something")], config=config)
+
+    assert asyncio.run(go()).completion == asyncio.run(go()).completion
+
+
+def test_refuses_pickle_checkpoints(tiny_vlm: Path, tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_vlm, pickled)
+    (pickled / "model.safetensors").unlink()
+    torch.save(load_file(tiny_vlm / "model.safetensors"), pickled / "pytorch_model.bin")
+    with pytest.raises(OSError, match="safetensors"):
+        load_vlm(str(pickled))
+
+
+def test_unknown_model_args_are_refused(tiny_vlm: Path) -> None:
+    with pytest.raises(ValueError, match="does not take model args"):
+        get_model(f"hfvlm/{tiny_vlm}", temprature=0.5)
+
+
+def test_trust_remote_code_is_off_unless_asked(tiny_vlm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import transformers
+
+    seen: list[bool] = []
+    original = transformers.AutoProcessor.from_pretrained
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("trust_remote_code"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", spy)
+    load_vlm(str(tiny_vlm), dtype="float32")  # a new cache key, so it really loads
+    assert seen == [False]
