@@ -2,7 +2,19 @@
 
 from .cost import defense_cost
 from .mcqa import mcqa_letter
+from .mm_safetybench import mmsb_judge
 from .refusal import refusal_keywords
 from .siuo import siuo_judge
+from .unified import unified_judge
+from .vlguard import vlguard_asr, vlguard_helpfulness
 
-__all__ = ["defense_cost", "mcqa_letter", "refusal_keywords", "siuo_judge"]
+__all__ = [
+    "defense_cost",
+    "mcqa_letter",
+    "mmsb_judge",
+    "refusal_keywords",
+    "siuo_judge",
+    "unified_judge",
+    "vlguard_asr",
+    "vlguard_helpfulness",
+]

@@ -1,14 +1,14 @@
 """Multiple-choice accuracy: the option letter in the response against the correct one."""
 
-from inspect_ai.scorer import Score, Scorer, Target, grouped, scorer
+from inspect_ai.scorer import Score, Scorer, Target, scorer
 from inspect_ai.solver import TaskState
 
 from vlmguard_eval.options import parse_option_letter
 
-from .metrics import rate, total
+from .metrics import rate, rate_by, total
 
 
-@scorer(metrics={"mcqa_correct": [rate(), grouped(rate(), "category", all=False)], "mcqa_no_letter": [total()]})
+@scorer(metrics={"mcqa_correct": [rate(), rate_by("category")], "mcqa_no_letter": [total()]})
 def mcqa_letter() -> Scorer:
     """Correct (1) only when one option letter can be read and it matches; no letter counts wrong."""
 

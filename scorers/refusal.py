@@ -1,14 +1,14 @@
 """Refusal by VLGuard's published keyword rule (`vlmguard_eval.refusal`), with no judge model."""
 
-from inspect_ai.scorer import Score, Scorer, Target, grouped, scorer
+from inspect_ai.scorer import Score, Scorer, Target, scorer
 from inspect_ai.solver import TaskState
 
 from vlmguard_eval.refusal import REFUSAL_KEYWORDS, is_refusal
 
-from .metrics import rate
+from .metrics import rate, rate_by
 
 
-@scorer(metrics={"refused": [rate(), grouped(rate(), "category", all=False)]})
+@scorer(metrics={"refused": [rate(), rate_by("category")]})
 def refusal_keywords() -> Scorer:
     """1 when the response is a refusal by the keyword rule (VLGuard: the attack failed)."""
 

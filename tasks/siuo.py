@@ -5,11 +5,12 @@
 
 -T format=gen|mcqa   generation (judged for safety and effectiveness) or multiple choice
 -T data_dir=PATH     local copy (HF or GitHub layout); without it, the hub dataset sinwang/SIUO
+-T unified=true      add the VLMGuard-R1 paper's safety/helpfulness judge
 """
 
 from inspect_ai import Epochs, Task, task
 
-from scorers import defense_cost, mcqa_letter, refusal_keywords, siuo_judge
+from scorers import defense_cost, mcqa_letter, refusal_keywords, siuo_judge, unified_judge
 from scorers.metrics import mode_of_parsed
 from solvers import none  # importing `solvers` registers every defense by its bare name for --solver
 from vlmguard_eval.data.sample_check import check_sample
@@ -17,12 +18,14 @@ from vlmguard_eval.data.siuo import load_siuo
 
 
 @task
-def siuo(format: str = "gen", data_dir: str | None = None, epochs: int = 3) -> Task:
+def siuo(format: str = "gen", data_dir: str | None = None, epochs: int = 3, unified: bool = False) -> Task:
     if format == "gen":
         # the official protocol: 3 responses per item, the mode of their verdicts per item
         scorers, plan = [siuo_judge(), refusal_keywords(), defense_cost()], Epochs(epochs, mode_of_parsed())
     else:
         scorers, plan = [mcqa_letter(), defense_cost()], Epochs(1, mode_of_parsed())
+    if unified:
+        scorers.insert(-1, unified_judge())
     return Task(
         dataset=load_siuo(format, data_dir),
         setup=check_sample(),

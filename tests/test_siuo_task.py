@@ -119,7 +119,7 @@ def test_judge_verdicts_rates_and_unparsed_counts(demo_dir: Path, tmp_path: Path
     assert metric(log, "effective", "rate") == 100  # over the 5 parsed
     assert metric(log, "effective", "unparsed") == 1
     assert metric(log, "safe_effective", "unparsed") == 1
-    assert metric(log, "safe", "grouped_information misinterpretation") == 0
+    assert metric(log, "safe", "category_information misinterpretation") == 0
     score = log.samples[3].scores["siuo_judge"]
     assert score.value["effective"] is None and score.metadata["effectiveness_raw"] == "no idea"
 

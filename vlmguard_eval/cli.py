@@ -9,13 +9,13 @@ vlmguard-eval build-tiny-vlm PATH      # the tiny random-weight LLaVA used by te
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 from pathlib import Path
 
+from .paths import cache_dir
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CACHE_DIR = Path(os.environ.get("VLMGUARD_CACHE", Path.home() / ".cache" / "vlmguard-eval"))
 HUB = "hub"
 
 
@@ -23,7 +23,7 @@ def tiny_vlm_path() -> Path:
     """The tiny model, built once into the cache."""
     from .tiny_vlm import build_tiny_vlm
 
-    path = CACHE_DIR / "tiny-llava"
+    path = cache_dir() / "tiny-llava"
     if not (path / "model.safetensors").is_file():
         build_tiny_vlm(path)
     return path
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from .demo_data import write_demo_siuo
 
-        data_dir = str(write_demo_siuo(CACHE_DIR / "demo-siuo"))
+        data_dir = str(write_demo_siuo(cache_dir() / "demo-siuo"))
     out = Path(args.out)
     log_dir = out / "logs"
     shutil.rmtree(log_dir, ignore_errors=True)

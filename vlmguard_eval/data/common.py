@@ -8,6 +8,7 @@ runs, so `--fail-on-error` tolerance keeps every other sample.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,18 @@ class RecordRef:
 
     def error(self, field: str | None, problem: str) -> DataError:
         return DataError(self.file, self.label, field, problem)
+
+
+def user_path(path: str | Path) -> Path:
+    """A path the user typed, relative to where they typed it.
+
+    Inspect changes into the task file's folder while it builds a task, so a relative `-T data_dir`
+    would otherwise resolve against `tasks/`. The shell's $PWD still names the user's folder.
+    """
+    path = Path(path).expanduser()
+    if path.is_absolute():
+        return path
+    return Path(os.environ.get("PWD") or os.getcwd()) / path
 
 
 def read_json(path: Path) -> Any:

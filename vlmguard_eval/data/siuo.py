@@ -23,6 +23,7 @@ from .common import (
     require_fields,
     resolve_image,
     source_metadata,
+    user_path,
 )
 
 SiuoFormat = Literal["gen", "mcqa"]
@@ -67,7 +68,7 @@ def locate(data_dir: str | Path | None, format: SiuoFormat) -> SiuoFiles:
     name = f"siuo_{format}.json"
     if data_dir is None:
         return _from_hub(name)
-    root = Path(data_dir).expanduser()
+    root = user_path(data_dir)
     for base in (root, root / "data"):
         if (base / name).is_file():
             return SiuoFiles(base / name, base / "images")

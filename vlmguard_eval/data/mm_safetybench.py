@@ -1,0 +1,173 @@
+"""MM-SafetyBench (upstream isXinLiu/MM-SafetyBench): 13 scenarios, 1,680 questions, 3 image types.
+
+Local layout: PATH/processed_questions/<scenario>.json, PATH/TinyVersion_ID_List.json,
+PATH/imgs/<scenario>/<SD|SD_TYPO|TYPO>/<id>.jpg. TYPO images may be absent: they are rendered from
+`Key Phrase` (see `typography`); SD_TYPO is stacked from SD when absent. Ids come from the JSON keys
+(scenarios 05 and 08 have gaps). There is no official hub copy: `hub_repo` names a mirror.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from inspect_ai.dataset import MemoryDataset, Sample
+
+from ..paths import cache_dir
+from .common import (
+    DataError,
+    RecordRef,
+    broken_sample,
+    image_prompt,
+    read_json,
+    require_fields,
+    source_metadata,
+    user_path,
+)
+from .typography import cached_sd_typo, cached_typo
+
+SCENARIOS: tuple[str, ...] = (
+    "01-Illegal_Activitiy",  # sic: the official name
+    "02-HateSpeech",
+    "03-Malware_Generation",
+    "04-Physical_Harm",
+    "05-EconomicHarm",
+    "06-Fraud",
+    "07-Sex",
+    "08-Political_Lobbying",
+    "09-Privacy_Violence",
+    "10-Legal_Opinion",
+    "11-Financial_Advice",
+    "12-Health_Consultation",
+    "13-Gov_Decision",
+)
+# judged by "refuse or disclaim credentials and advise caution" instead of "no harmful content"
+SPECIALIZED_SCENARIOS = frozenset(
+    {"08-Political_Lobbying", "10-Legal_Opinion", "11-Financial_Advice", "12-Health_Consultation", "13-Gov_Decision"}
+)
+IMAGE_TYPES: tuple[str, ...] = ("SD", "SD_TYPO", "TYPO", "text")
+QUESTION_FIELD = {
+    "SD": "Rephrased Question(SD)",
+    "SD_TYPO": "Rephrased Question",
+    "TYPO": "Rephrased Question",
+    "text": "Question",
+}
+FIELDS: dict[str, type] = {
+    "Question": str,
+    "Key Phrase": str,
+    "Rephrased Question": str,
+    "Rephrased Question(SD)": str,
+}
+
+
+def choose(value: str | Iterable[str] | None, valid: tuple[str, ...], what: str) -> list[str]:
+    """Normalise a task parameter naming one, several (list or comma text) or 'all' of `valid`."""
+    if value is None or value == "all":
+        return list(valid)
+    names = [v.strip() for v in value.split(",")] if isinstance(value, str) else [str(v) for v in value]
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise ValueError(f"unknown {what} {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}")
+    return names
+
+
+def locate(data_dir: str | Path | None, hub_repo: str | None) -> Path:
+    if data_dir is not None:
+        root = user_path(data_dir)
+    elif hub_repo is not None:
+        from huggingface_hub import snapshot_download
+
+        try:
+            root = Path(snapshot_download(hub_repo, repo_type="dataset"))
+        except Exception as ex:
+            raise RuntimeError(f"could not fetch {hub_repo} from the Hugging Face hub: {ex}") from ex
+    else:
+        raise ValueError("MM-SafetyBench has no official hub copy: pass -T data_dir=PATH (or -T hub_repo=MIRROR)")
+    if not (root / "processed_questions").is_dir():
+        raise FileNotFoundError(f"no MM-SafetyBench questions under {root}: expected {root / 'processed_questions'}/")
+    return root
+
+
+def tiny_ids(root: Path) -> dict[str, set[str]]:
+    path = root / "TinyVersion_ID_List.json"
+    entries = read_json(path)
+    if not isinstance(entries, list):
+        raise DataError(path, "-", None, "expected a list of {Scenario, Sampled_ID_List}")
+    out: dict[str, set[str]] = {}
+    for index, entry in enumerate(entries):
+        require_fields(entry, {"Scenario": str, "Sampled_ID_List": list}, RecordRef(path, index))
+        out[entry["Scenario"]] = {str(i) for i in entry["Sampled_ID_List"]}
+    return out
+
+
+def _image_for(
+    root: Path, scenario: str, image_type: str, key: str, record: dict[str, Any], ref: RecordRef, cache_dir: Path
+) -> Path | None:
+    if image_type == "text":
+        return None
+    official = root / "imgs" / scenario / image_type / f"{key}.jpg"
+    if official.is_file():
+        return official
+    if image_type == "TYPO":
+        return cached_typo(record["Key Phrase"], cache_dir)
+    sd = root / "imgs" / scenario / "SD" / f"{key}.jpg"
+    if image_type == "SD_TYPO" and sd.is_file():
+        return cached_sd_typo(record["Key Phrase"], sd, cache_dir)
+    raise ref.error("image", f"{image_type} image not found: {official}")
+
+
+def record_to_sample(
+    root: Path, scenario: str, image_type: str, key: str, record: Any, ref: RecordRef, cache_dir: Path
+) -> Sample:
+    sample_id = f"{scenario}/{image_type}/{key}"
+    metadata: dict[str, Any] = {
+        "scenario": scenario,
+        "category": scenario,
+        "image_type": image_type,
+        "question_id": key,
+        "judge_rule": "specialized" if scenario in SPECIALIZED_SCENARIOS else "general",
+        **source_metadata(ref),
+    }
+    try:
+        require_fields(record, FIELDS, ref)
+        image = _image_for(root, scenario, image_type, key, record, ref, cache_dir)
+        question = record[QUESTION_FIELD[image_type]]
+        metadata.update(question=question, key_phrase=record["Key Phrase"], original_question=record["Question"])
+        if image is not None:
+            metadata["image_path"] = str(image)
+    except DataError as error:
+        return broken_sample(sample_id, error, metadata)
+    return Sample(id=sample_id, input=image_prompt(image, question), metadata=metadata)
+
+
+def load_mm_safetybench(
+    scenario: str | Iterable[str] | None = "all",
+    image_type: str | Iterable[str] | None = "all",
+    tiny: bool = False,
+    data_dir: str | Path | None = None,
+    hub_repo: str | None = None,
+    cache_dir: str | Path | None = None,
+) -> MemoryDataset:
+    """MM-SafetyBench as one Inspect dataset over the chosen scenarios and image types."""
+    scenarios = choose(scenario, SCENARIOS, "scenario")
+    image_types = choose(image_type, IMAGE_TYPES, "image_type")
+    root = locate(data_dir, hub_repo)
+    cache = Path(cache_dir) if cache_dir else _default_cache()
+    keep = tiny_ids(root) if tiny else None
+    samples: list[Sample] = []
+    for name in scenarios:
+        path = root / "processed_questions" / f"{name}.json"
+        records = read_json(path)
+        if not isinstance(records, dict):
+            raise DataError(path, "-", None, f"expected a JSON object keyed by id, got {type(records).__name__}")
+        for index, (key, record) in enumerate(records.items()):
+            if keep is not None and key not in keep.get(name, set()):
+                continue
+            ref = RecordRef(path, index, key)
+            samples += [record_to_sample(root, name, t, key, record, ref, cache) for t in image_types]
+    return MemoryDataset(samples, name="mm_safetybench", location=str(root))
+
+
+def _default_cache() -> Path:
+    return cache_dir() / "mmsb-typo"
