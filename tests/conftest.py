@@ -56,3 +56,10 @@ def make_siuo(tmp_path: Path) -> Callable[[list[dict], dict[str, bytes] | None],
         return tmp_path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def demo_vlguard_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from vlmguard_eval.demo_data import write_demo_vlguard
+
+    return write_demo_vlguard(tmp_path_factory.mktemp("demo-vlguard"))

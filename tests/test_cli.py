@@ -94,7 +94,9 @@ def test_offline_main_job_writes_logs_and_leaderboard(tmp_path: Path) -> None:
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     logs = list_eval_logs(str(tmp_path / "out" / "logs"))
-    assert len(logs) == 4  # gen and mcqa, none and vlmguard
+    assert len(logs) == 8  # SIUO gen and mcqa, MM-SafetyBench TYPO, VLGuard; none and vlmguard each
     board = (tmp_path / "out" / "leaderboard.md").read_text()
-    assert board.count("| siuo (gen) |") == 2 and board.count("| siuo (mcqa) |") == 2
+    for section in ("## siuo (gen)", "## siuo (mcqa)", "## mm_safetybench (TYPO)", "## vlguard (all)"):
+        assert section in board
+    assert board.count("| none |") == 4 and board.count("| vlmguard |") == 4
     assert "safe unparsed" in board and (tmp_path / "out" / "leaderboard.csv").is_file()

@@ -194,3 +194,19 @@ def test_image_reaches_the_target_as_data_uri(demo_dir: Path, tmp_path: Path) ->
 
     run(siuo(format="mcqa", data_dir=str(demo_dir)), none(), {}, model=scripted(target), limit=1, log_dir=tmp_path)
     assert seen == ["data:image/png;base64,"]
+
+
+def test_unified_judge_beside_the_official_one(demo_dir: Path, tmp_path: Path) -> None:
+    def judge(messages, config):
+        text = messages[-1].text
+        if "Give two scores" in text:
+            return "Fine.\nSafety: 8\nHelpfulness: 60" if "treat myself" not in text else "unsure"
+        return "Verdict: SAFE" if "Decide whether" in text else "Rating: INEFFECTIVE"
+
+    log = run(siuo(data_dir=str(demo_dir), epochs=1, unified=True), none(), {"grader": scripted(judge)},
+              log_dir=tmp_path)  # fmt: skip
+    names = [s.name for s in log.results.scores]
+    assert {"safe", "effective", "unified_safety", "unified_helpfulness"} <= set(names)
+    assert metric(log, "unified_safety", "mean_of_parsed") == 8 and metric(log, "unified_safety", "unparsed") == 1
+    assert metric(log, "unified_helpfulness", "mean_of_parsed") == 60
+    assert metric(log, "safe", "rate") == 100  # the official verdicts are untouched by the unified judge

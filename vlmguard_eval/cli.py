@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .paths import cache_dir
@@ -36,29 +37,55 @@ def task_file(name: str) -> Path:
     return path
 
 
+def benchmark_runs(args: argparse.Namespace) -> list[tuple[str, dict[str, object]]]:
+    """(task file name, task args) for each benchmark variant to evaluate."""
+    from . import demo_data
+
+    def data(option: str | None, write: Callable[[Path], Path], folder: str) -> str | None:
+        if option == HUB:
+            return None
+        return option or str(write(cache_dir() / folder))
+
+    runs: list[tuple[str, dict[str, object]]] = []
+    chosen = args.benchmarks.split(",")
+    if "siuo" in chosen:
+        siuo_dir = data(args.siuo_dir, demo_data.write_demo_siuo, "demo-siuo")
+        epochs = {"epochs": args.epochs} if args.epochs else {}
+        runs += [
+            ("siuo", {"format": "gen", "data_dir": siuo_dir, **epochs}),
+            ("siuo", {"format": "mcqa", "data_dir": siuo_dir}),
+        ]
+    if "mm_safetybench" in chosen:
+        if args.mmsb_dir is None:
+            mmsb = {"data_dir": str(demo_data.write_demo_mm_safetybench(cache_dir() / "demo-mmsb")),
+                    "scenario": list(demo_data.DEMO_MMSB_SCENARIOS)}  # fmt: skip
+        else:
+            mmsb = {"data_dir": args.mmsb_dir}
+        runs.append(("mm_safetybench", {**mmsb, "image_type": args.mmsb_image_type}))
+    if "vlguard" in chosen:
+        runs.append(("vlguard", {"data_dir": data(args.vlguard_dir, demo_data.write_demo_vlguard, "demo-vlguard")}))
+    unknown = set(chosen) - {"siuo", "mm_safetybench", "vlguard"}
+    if unknown:
+        sys.exit(f"unknown benchmark(s) {sorted(unknown)}; valid: siuo, mm_safetybench, vlguard")
+    return runs
+
+
 def run(args: argparse.Namespace) -> int:
     from inspect_ai import eval as inspect_eval
+    from inspect_ai.solver import SolverSpec
 
     tiny = f"hfvlm/{tiny_vlm_path()}"
     model, rewriter, grader = args.model or tiny, args.rewriter or tiny, args.grader or tiny
-    if args.siuo_dir == HUB:
-        data_dir = None
-    elif args.siuo_dir:
-        data_dir = args.siuo_dir
-    else:
-        from .demo_data import write_demo_siuo
-
-        data_dir = str(write_demo_siuo(cache_dir() / "demo-siuo"))
     out = Path(args.out)
     log_dir = out / "logs"
     shutil.rmtree(log_dir, ignore_errors=True)
     all_ok = True
-    for fmt in ("gen", "mcqa"):
+    for name, task_args in benchmark_runs(args):
         for defense in args.defenses.split(","):
             logs = inspect_eval(
-                f"{task_file('siuo')}@siuo",
-                task_args={"format": fmt, "data_dir": data_dir, **({"epochs": args.epochs} if args.epochs else {})},
-                solver=_solver_spec(defense),
+                f"{task_file(name)}@{name}",
+                task_args={**task_args, **({"unified": True} if args.unified else {})},
+                solver=SolverSpec(defense),
                 model=model,
                 model_roles={"rewriter": rewriter, "grader": grader},
                 log_dir=str(log_dir),
@@ -70,16 +97,10 @@ def run(args: argparse.Namespace) -> int:
             all_ok &= all(log.status == "success" for log in logs)
     from .report import leaderboard, write_leaderboard
 
-    path = write_leaderboard(leaderboard(log_dir), out, title="SIUO: defenses compared")
+    path = write_leaderboard(leaderboard(log_dir), out, title="Defenses compared")
     print(f"logs: {log_dir}\nleaderboard: {path}")
     print(path.read_text(encoding="utf-8"))
     return 0 if all_ok else 1
-
-
-def _solver_spec(defense: str) -> object:
-    from inspect_ai.solver import SolverSpec
-
-    return SolverSpec(defense)
 
 
 def report(args: argparse.Namespace) -> int:
@@ -104,7 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="evaluate defenses end to end (offline defaults) and write a leaderboard")
+    p.add_argument("--benchmarks", default="siuo,mm_safetybench,vlguard", help="comma-separated benchmarks")
     p.add_argument("--siuo-dir", help=f"local SIUO copy, or '{HUB}' for sinwang/SIUO (default: embedded demo data)")
+    p.add_argument("--mmsb-dir", help="local MM-SafetyBench copy (default: embedded demo questions)")
+    p.add_argument("--mmsb-image-type", default="TYPO", help="SD, SD_TYPO, TYPO (rendered offline), text, or all")
+    p.add_argument(
+        "--vlguard-dir", help=f"local VLGuard copy, or '{HUB}' for the gated hub dataset (default: embedded)"
+    )
+    p.add_argument("--unified", action="store_true", help="add the paper's unified safety/helpfulness judge")
     p.add_argument("--model", help="target model (default: the tiny local VLM)")
     p.add_argument("--rewriter", help="model for the rewriter role (default: the tiny local VLM)")
     p.add_argument("--grader", help="judge model for the grader role (default: the tiny local VLM)")

@@ -1,7 +1,7 @@
-"""The embedded demo data: our own SIUO-format records, with pictures drawn on the fly.
+"""The embedded demo data: our own records in each benchmark's format, pictures drawn on the fly.
 
-Written out in the official HF layout (siuo_gen.json, siuo_mcqa.json, images/), so the demo goes
-through exactly the loader a real local copy goes through.
+Each is written out in the official local layout, so the demo goes through exactly the loader a
+real local copy goes through. MM-SafetyBench gets questions only: its TYPO images are rendered.
 """
 
 from __future__ import annotations
@@ -18,9 +18,12 @@ MCQA_KEYS = ("question_id", "image", "question", "category", "options", "correct
 IMAGE_SIZE = 96
 
 
+def _resource(name: str) -> dict[str, Any]:
+    return json.loads((files("vlmguard_eval.resources") / name).read_text(encoding="utf-8"))
+
+
 def demo_records() -> list[dict[str, Any]]:
-    text = (files("vlmguard_eval") / "resources" / "demo_siuo.json").read_text(encoding="utf-8")
-    return json.loads(text)["records"]
+    return _resource("demo_siuo.json")["records"]
 
 
 def draw_scene(scene: dict[str, Any], size: int = IMAGE_SIZE) -> Image.Image:
@@ -68,4 +71,38 @@ def write_demo_siuo(root: str | Path) -> Path:
     for name, keys in (("siuo_gen.json", GEN_KEYS), ("siuo_mcqa.json", MCQA_KEYS)):
         rows = [{k: r[k] for k in keys} for r in records]
         (root / name).write_text(json.dumps(rows, indent=1, ensure_ascii=False), encoding="utf-8")
+    return root
+
+
+DEMO_MMSB_SCENARIOS = ("01-Illegal_Activitiy", "08-Political_Lobbying", "12-Health_Consultation")
+
+
+def write_demo_mm_safetybench(root: str | Path) -> Path:
+    """Write the demo MM-SafetyBench questions (processed_questions/, TinyVersion_ID_List.json)."""
+    root = Path(root)
+    demo = _resource("demo_mmsb.json")
+    (root / "processed_questions").mkdir(parents=True, exist_ok=True)
+    for scenario, records in demo["scenarios"].items():
+        (root / "processed_questions" / f"{scenario}.json").write_text(json.dumps(records, indent=1), encoding="utf-8")
+    (root / "TinyVersion_ID_List.json").write_text(json.dumps(demo["tiny"]), encoding="utf-8")
+    return root
+
+
+def write_demo_vlguard(root: str | Path) -> Path:
+    """Write the demo VLGuard copy: test.json, gpt4_safe_safes.json and test/<image>."""
+    root = Path(root)
+    demo = _resource("demo_vlguard.json")
+    records = []
+    for record in demo["records"]:
+        image = root / "test" / record["image"]
+        image.parent.mkdir(parents=True, exist_ok=True)
+        draw_scene(record["scene"]).save(image)
+        records.append({k: v for k, v in record.items() if k != "scene"})
+    references = [
+        {"id": r["id"], "image": r["image"], "safe": True, "instruction": r["instr-resp"][0]["safe_instruction"],
+         "response": demo["references"][r["id"]], "output": demo["references"][r["id"]]}
+        for r in records if r["safe"]
+    ]  # fmt: skip
+    (root / "test.json").write_text(json.dumps(records, indent=1), encoding="utf-8")
+    (root / "gpt4_safe_safes.json").write_text(json.dumps(references, indent=1), encoding="utf-8")
     return root

@@ -24,6 +24,15 @@ HEADLINE: tuple[tuple[str, str, str], ...] = (
     ("refused", "rate", "refused % (keywords)"),
     ("mcqa_correct", "rate", "MCQA accuracy %"),
     ("mcqa_no_letter", "total", "MCQA no letter"),
+    ("attack", "rate", "MM-SB attack %"),
+    ("attack", "unparsed", "MM-SB attack unparsed"),
+    ("attack_success", "subset_unsafes", "VLGuard ASR unsafes %"),
+    ("attack_success", "subset_safe_unsafes", "VLGuard ASR safe_unsafes %"),
+    ("helpfulness_win", "rate", "VLGuard win % (tie = 1/2)"),
+    ("helpfulness_win", "unparsed", "VLGuard win unparsed"),
+    ("unified_safety", "mean_of_parsed", "unified safety (0-10)"),
+    ("unified_helpfulness", "mean_of_parsed", "unified helpfulness (0-100)"),
+    ("unified_safety", "unparsed", "unified unparsed"),
     ("defense_extra_calls", "mean", "extra calls / sample"),
     ("defense_extra_tokens", "mean", "extra tokens / sample"),
     ("defense_fallback", "rate", "fallback %"),
@@ -76,8 +85,9 @@ def row_of(log: EvalLog) -> Row:
 
 
 def _task_variant(log: EvalLog) -> str:
-    fmt = (log.eval.task_args or {}).get("format")
-    return f" ({fmt})" if fmt else ""
+    args = log.eval.task_args or {}
+    variant = args.get("format") or args.get("image_type") or args.get("subset")
+    return f" ({variant if isinstance(variant, str) else ','.join(map(str, variant))})" if variant else ""
 
 
 def leaderboard(log_dir: str | Path) -> list[Row]:
@@ -94,29 +104,36 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _markdown_table(header: list[str], table: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table]
+
+
 def write_leaderboard(rows: list[Row], out_dir: str | Path, title: str = "Leaderboard") -> Path:
-    """Write leaderboard.md and leaderboard.csv; columns with no value in any row are left out."""
+    """Write leaderboard.md (a section per task, with that task's columns) and leaderboard.csv (all)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    columns = [c for c in HEADLINE if any((c[0], c[1]) in r.metrics for r in rows)]
-    header = ["task", "target model", "defense", "judge", "status", "samples", "sample errors"] + [
-        c[2] for c in columns
-    ]
-    table = [
-        [r.task, r.model, r.defense, r.judge, r.status, str(r.samples), str(r.errors)]
-        + [_fmt(r.metrics[(c[0], c[1])]) if (c[0], c[1]) in r.metrics else "-" for c in columns]
-        for r in rows
-    ]
+    fixed = ["task", "target model", "defense", "judge", "status", "samples", "sample errors"]
+
+    def cells(row: Row, columns: list[tuple[str, str, str]]) -> list[str]:
+        values = [_fmt(row.metrics[(c[0], c[1])]) if (c[0], c[1]) in row.metrics else "-" for c in columns]
+        return [row.task, row.model, row.defense, row.judge, row.status, str(row.samples), str(row.errors), *values]
+
+    every = [c for c in HEADLINE if any((c[0], c[1]) in r.metrics for r in rows)]
     with open(out / "leaderboard.csv", "w", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerows([header, *table])
+        csv.writer(f).writerows([fixed + [c[2] for c in every], *(cells(r, every) for r in rows)])
     lines = [f"# {title}", ""]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table]
+    for task in dict.fromkeys(r.task for r in rows):
+        group = [r for r in rows if r.task == task]
+        columns = [c for c in HEADLINE if any((c[0], c[1]) in r.metrics for r in group)]
+        lines += [f"## {task}", "", *_markdown_table(fixed[1:] + [c[2] for c in columns],
+                                                      [cells(r, columns)[1:] for r in group]), ""]  # fmt: skip
     lines += [
+        "Rates are percentages over parsed judge verdicts; 'unparsed' counts items whose judge replies did not "
+        "parse (or whose epoch votes tied), left out of the rate. 'n/a': no verdict parsed. "
+        "See results/README.md for every column.",
         "",
-        "Rates are percentages over parsed judge verdicts; 'unparsed' counts items whose judge "
-        "replies did not parse (or whose epoch votes tied) and are excluded from the rate. "
-        "'n/a': no verdict parsed; '-': not measured by that task. Logs: " + ", ".join(sorted({r.log for r in rows})),
+        "Logs: " + ", ".join(sorted({r.log for r in rows})),
     ]
     path = out / "leaderboard.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
