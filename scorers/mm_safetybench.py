@@ -33,7 +33,7 @@ def mmsb_judge(prompt_version: str = JUDGE_PROMPT_VERSION) -> Scorer:
                 "rule": rule,
                 "label": verdict.label,
                 "raw": verdict.raw,
-            },  # fmt: skip
+            },
         )
 
     return score

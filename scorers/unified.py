@@ -36,7 +36,7 @@ def unified_judge(prompt_version: str = JUDGE_PROMPT_VERSION, show_image: bool =
                 "parsed": verdict.label,
                 "raw": verdict.raw,
                 "judge_saw_image": bool(images),
-            },  # fmt: skip
+            },
         )
 
     return score

@@ -32,7 +32,7 @@ def siuo_dir(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 @pytest.fixture(scope="session")
 def tiny_vlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from vlmguard_eval.tiny_vlm import build_tiny_vlm
+    from vlmguard_eval.tiny_models import build_tiny_vlm
 
     return build_tiny_vlm(tmp_path_factory.mktemp("tiny") / "tiny-llava")
 
@@ -63,3 +63,22 @@ def demo_vlguard_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from vlmguard_eval.demo_data import write_demo_vlguard
 
     return write_demo_vlguard(tmp_path_factory.mktemp("demo-vlguard"))
+
+
+@pytest.fixture(scope="session")
+def side_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Tiny side models by kind, as defenses declare them in `DefenseInfo.side_model_args`."""
+    from vlmguard_eval.tiny_models import build_tiny_classifier, build_tiny_clip
+
+    root = tmp_path_factory.mktemp("side")
+    return {
+        "sequence-classifier": str(build_tiny_classifier(root / "classifier")),
+        "clip": str(build_tiny_clip(root / "clip")),
+    }
+
+
+@pytest.fixture(scope="session")
+def demo_mmsb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from vlmguard_eval.demo_data import write_demo_mm_safetybench
+
+    return write_demo_mm_safetybench(tmp_path_factory.mktemp("demo-mmsb"))

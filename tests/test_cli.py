@@ -100,3 +100,38 @@ def test_offline_main_job_writes_logs_and_leaderboard(tmp_path: Path) -> None:
         assert section in board
     assert board.count("| none |") == 4 and board.count("| vlmguard |") == 4
     assert "safe unparsed" in board and (tmp_path / "out" / "leaderboard.csv").is_file()
+
+
+def test_free_text_defense_settings_come_from_a_config_file(tiny_vlm, demo_dir, side_models, tmp_path) -> None:
+    config = tmp_path / "eta.yaml"
+    description = "Unsafe content: weapons, drugs, or violence."  # commas would split a -S value
+    config.write_text(
+        f"reward_model: {side_models['sequence-classifier']}\nclip_model: {side_models['clip']}\n"
+        f'unsafe_description: "{description}"\n'
+    )
+    model = f"hfvlm/{tiny_vlm}"
+    result = inspect_eval(
+        "tasks/siuo.py",
+        "--solver",
+        "eta",
+        "--solver-config",
+        str(config),
+        "-S",
+        "n_candidates=2",
+        "--model",
+        model,
+        "--model-role",
+        f"grader={model}",
+        "-T",
+        f"data_dir={demo_dir}",
+        "--limit",
+        "1",
+        "--epochs",
+        "1",
+        "--max-tokens",
+        "4",
+        log_dir=tmp_path / "logs",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    log = only_log(tmp_path / "logs")
+    assert log.eval.solver_args["unsafe_description"] == description and log.eval.solver_args["n_candidates"] == 2

@@ -203,8 +203,9 @@ def test_unified_judge_beside_the_official_one(demo_dir: Path, tmp_path: Path) -
             return "Fine.\nSafety: 8\nHelpfulness: 60" if "treat myself" not in text else "unsure"
         return "Verdict: SAFE" if "Decide whether" in text else "Rating: INEFFECTIVE"
 
-    log = run(siuo(data_dir=str(demo_dir), epochs=1, unified=True), none(), {"grader": scripted(judge)},
-              log_dir=tmp_path)  # fmt: skip
+    log = run(
+        siuo(data_dir=str(demo_dir), epochs=1, unified=True), none(), {"grader": scripted(judge)}, log_dir=tmp_path
+    )
     names = [s.name for s in log.results.scores]
     assert {"safe", "effective", "unified_safety", "unified_helpfulness"} <= set(names)
     assert metric(log, "unified_safety", "mean_of_parsed") == 8 and metric(log, "unified_safety", "unparsed") == 1

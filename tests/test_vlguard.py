@@ -75,8 +75,14 @@ def test_unknown_subset_and_bad_records(vlguard_dir: Path, tmp_path: Path) -> No
 
 def _run(data_dir: Path, target: str, judge_reply: str, tmp_path: Path):
     judge = get_model("scripted/custom", responder=lambda m, c: judge_reply, memoize=False)
-    (log,) = inspect_eval(vlguard(data_dir=str(data_dir)), solver=none(), model=get_model(f"scripted/{target}"),
-                          model_roles={"grader": judge}, log_dir=str(tmp_path), display="none")  # fmt: skip
+    (log,) = inspect_eval(
+        vlguard(data_dir=str(data_dir)),
+        solver=none(),
+        model=get_model(f"scripted/{target}"),
+        model_roles={"grader": judge},
+        log_dir=str(tmp_path),
+        display="none",
+    )
     assert log.status == "success"
     return {(s.name, k.split("/")[-1]): m.value for s in log.results.scores for k, m in s.metrics.items()}, log
 

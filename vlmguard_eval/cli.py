@@ -22,7 +22,7 @@ HUB = "hub"
 
 def tiny_vlm_path() -> Path:
     """The tiny model, built once into the cache."""
-    from .tiny_vlm import build_tiny_vlm
+    from .tiny_models import build_tiny_vlm
 
     path = cache_dir() / "tiny-llava"
     if not (path / "model.safetensors").is_file():
@@ -57,8 +57,10 @@ def benchmark_runs(args: argparse.Namespace) -> list[tuple[str, dict[str, object
         ]
     if "mm_safetybench" in chosen:
         if args.mmsb_dir is None:
-            mmsb = {"data_dir": str(demo_data.write_demo_mm_safetybench(cache_dir() / "demo-mmsb")),
-                    "scenario": list(demo_data.DEMO_MMSB_SCENARIOS)}  # fmt: skip
+            mmsb = {
+                "data_dir": str(demo_data.write_demo_mm_safetybench(cache_dir() / "demo-mmsb")),
+                "scenario": list(demo_data.DEMO_MMSB_SCENARIOS),
+            }
         else:
             mmsb = {"data_dir": args.mmsb_dir}
         runs.append(("mm_safetybench", {**mmsb, "image_type": args.mmsb_image_type}))
@@ -112,7 +114,7 @@ def report(args: argparse.Namespace) -> int:
 
 
 def build_tiny(args: argparse.Namespace) -> int:
-    from .tiny_vlm import build_tiny_vlm
+    from .tiny_models import build_tiny_vlm
 
     print(build_tiny_vlm(args.path))
     return 0

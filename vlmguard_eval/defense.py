@@ -12,8 +12,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inspect_ai.log import transcript
-from inspect_ai.model import ChatMessage, ContentImage, ContentText, GenerateConfig, ModelOutput, get_model
+from inspect_ai.model import (
+    ChatMessage,
+    ChatMessageAssistant,
+    ChatMessageSystem,
+    ChatMessageUser,
+    ContentImage,
+    ContentText,
+    GenerateConfig,
+    ModelOutput,
+    get_model,
+    model_roles,
+)
 from inspect_ai.solver import TaskState
+
+from .prompt_files import load_prompt
+
+# the fixed answer of defenses that block (guard filters; MLLM-Protector without a detoxifier)
+REFUSAL_TEXT = "I'm sorry, but I can't help with that request."
 
 CALLS_KEY = "defense_calls"
 NAME_KEY = "defense"
@@ -33,6 +49,8 @@ class DefenseInfo:
     side_models: tuple[str, ...] = ()  # classifiers, CLIP, reward models loaded locally
     white_box: bool = False  # needs logits/prefix control of a local target
     reference: str = ""
+    # solver parameters that name a side model, with its kind: "sequence-classifier" or "clip"
+    side_model_args: tuple[tuple[str, str], ...] = ()
 
 
 DEFENSES: dict[str, DefenseInfo] = {}
@@ -57,26 +75,72 @@ def record_fallback(state: TaskState, reason: str, detail: str = "") -> None:
     transcript().info({"defense_fallback": reason, "detail": detail})
 
 
+def _record(state: TaskState, entry: dict[str, Any]) -> None:
+    state.store.set(CALLS_KEY, [*state.store.get(CALLS_KEY, []), entry])
+
+
 async def extra_call(
     state: TaskState,
-    role: str,
+    role: str | None,
     step: str,
     input: list[ChatMessage],
     config: GenerateConfig | None = None,
 ) -> ModelOutput:
-    """Call the model bound to `role` for one step of a defense, and record its cost."""
-    model = get_model(role=role, required=True)
+    """Call the model bound to `role` (None: the target itself) for one defense step, and record it."""
+    model = get_model() if role is None else get_model(role=role, required=True)
     output = await model.generate(input, config=config or GenerateConfig())
     usage = output.usage
-    entry: dict[str, Any] = {
-        "step": step,
-        "role": role,
-        "model": str(model),
-        "input_tokens": usage.input_tokens if usage else 0,
-        "output_tokens": usage.output_tokens if usage else 0,
-    }
-    state.store.set(CALLS_KEY, [*state.store.get(CALLS_KEY, []), entry])
+    _record(
+        state,
+        {
+            "step": step,
+            "role": role or "target",
+            "model": str(model),
+            "input_tokens": usage.input_tokens if usage else 0,
+            "output_tokens": usage.output_tokens if usage else 0,
+        },
+    )
     return output
+
+
+def record_direct_call(
+    state: TaskState, step: str, model: str, result: Any, input_tokens: int = 0, output_tokens: int = 0
+) -> None:
+    """Record a call that bypasses Inspect's model API (a side model, or white-box decoding) in the
+    ledger and the transcript, so it is counted like any other extra call."""
+    entry = {
+        "step": step,
+        "role": "direct",
+        "model": model,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+    }
+    _record(state, entry)
+    transcript().info({"defense_step": step, "model": model, "result": result})
+
+
+def role_bound(role: str) -> bool:
+    """Whether the user bound `role` (get_model would otherwise silently use the target)."""
+    return role in model_roles()
+
+
+def set_system_message(state: TaskState, text: str) -> None:
+    """Put `text` as the conversation's system message (replacing one already there)."""
+    if state.messages and isinstance(state.messages[0], ChatMessageSystem):
+        state.messages[0] = ChatMessageSystem(content=text)
+    else:
+        state.messages.insert(0, ChatMessageSystem(content=text))
+
+
+def final_answer(state: TaskState, text: str, source: str) -> TaskState:
+    """Make `text` the sample's answer, replacing the target's last answer if there is one."""
+    message = ChatMessageAssistant(content=text, source="generate", metadata={"written_by": source})
+    if state.messages and isinstance(state.messages[-1], ChatMessageAssistant):
+        state.messages[-1] = message
+    else:
+        state.messages.append(message)
+    state.output = ModelOutput.from_content(model=source, content=text)
+    return state
 
 
 @dataclass
@@ -97,10 +161,20 @@ class CallLedger:
         )
 
 
+def fill_prompt(name: str, version: str, **fields: str) -> str:
+    """A versioned defense prompt from `prompts/`, with its fields filled in."""
+    return load_prompt(name, version).format(**fields) if fields else load_prompt(name, version)
+
+
 def user_images(state: TaskState) -> list[ContentImage]:
     """The images of the user's turn, in order (data URIs once the sample has started)."""
     content = state.user_prompt.content
     return [] if isinstance(content, str) else [c for c in content if isinstance(c, ContentImage)]
+
+
+def user_turn(images: list[ContentImage], text: str) -> list[ChatMessage]:
+    """A one-message conversation: a user turn with `images`, then `text`."""
+    return [ChatMessageUser(content=[*images, ContentText(text=text)])]
 
 
 def replace_user_text(state: TaskState, text: str) -> None:

@@ -99,10 +99,17 @@ def write_demo_vlguard(root: str | Path) -> Path:
         draw_scene(record["scene"]).save(image)
         records.append({k: v for k, v in record.items() if k != "scene"})
     references = [
-        {"id": r["id"], "image": r["image"], "safe": True, "instruction": r["instr-resp"][0]["safe_instruction"],
-         "response": demo["references"][r["id"]], "output": demo["references"][r["id"]]}
-        for r in records if r["safe"]
-    ]  # fmt: skip
+        {
+            "id": r["id"],
+            "image": r["image"],
+            "safe": True,
+            "instruction": r["instr-resp"][0]["safe_instruction"],
+            "response": demo["references"][r["id"]],
+            "output": demo["references"][r["id"]],
+        }
+        for r in records
+        if r["safe"]
+    ]
     (root / "test.json").write_text(json.dumps(records, indent=1), encoding="utf-8")
     (root / "gpt4_safe_safes.json").write_text(json.dumps(references, indent=1), encoding="utf-8")
     return root

@@ -9,6 +9,7 @@ that names the same checkpoint.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,7 @@ class GenKey:
     top_k: int | None
     seed: int | None
     stop_seqs: tuple[str, ...]
+    keep_stop: bool = False  # keep the stop string in the text (sentence-by-sentence decoding)
 
 
 @dataclass
@@ -194,8 +196,9 @@ class LoadedVLM:
             new_tokens = output[row, prompt_length:].tolist()
             length = next((i for i, t in enumerate(new_tokens) if t in stops), len(new_tokens))
             text = self.tokenizer.decode(new_tokens[:length], skip_special_tokens=True)
-            for stop in key.stop_seqs:
-                text = text.split(stop, 1)[0]
+            if not key.keep_stop:
+                for stop in key.stop_seqs:
+                    text = text.split(stop, 1)[0]
             results.append(
                 Result(
                     text=text,
@@ -232,6 +235,20 @@ def load_vlm(
         if key not in _LOADED:
             _LOADED[key] = LoadedVLM(path, revision, device, dtype, trust_remote_code, batch_size, batch_wait_ms)
         return _LOADED[key]
+
+
+def gen_key(config: GenerateConfig, keep_stop: bool = False) -> GenKey:
+    do_sample = config.temperature is not None and config.temperature > 0
+    return GenKey(
+        max_new_tokens=config.max_tokens or DEFAULT_MAX_NEW_TOKENS,
+        do_sample=do_sample,
+        temperature=config.temperature if do_sample else None,
+        top_p=config.top_p if do_sample else None,
+        top_k=config.top_k if do_sample else None,
+        seed=config.seed,
+        stop_seqs=tuple(config.stop_seqs or ()),
+        keep_stop=keep_stop,
+    )
 
 
 class TransformersVLM(ModelAPI):
@@ -277,18 +294,11 @@ class TransformersVLM(ModelAPI):
         if tools:
             raise ValueError("hfvlm does not support tool calls")
         prompt, images = self.vlm.render(input)
-        temperature = config.temperature
-        do_sample = temperature is not None and temperature > 0
-        key = GenKey(
-            max_new_tokens=config.max_tokens or DEFAULT_MAX_NEW_TOKENS,
-            do_sample=do_sample,
-            temperature=temperature if do_sample else None,
-            top_p=config.top_p if do_sample else None,
-            top_k=config.top_k if do_sample else None,
-            seed=config.seed,
-            stop_seqs=tuple(config.stop_seqs or ()),
-        )
+        key = gen_key(config)
         result = await self.vlm.batcher.submit(Request(prompt, images, key))
+        return self._output(result)
+
+    def _output(self, result: Result) -> ModelOutput:
         output = ModelOutput.from_content(
             model=self.model_name, content=result.text, stop_reason="max_tokens" if result.hit_limit else "stop"
         )
@@ -298,3 +308,14 @@ class TransformersVLM(ModelAPI):
             total_tokens=result.input_tokens + result.output_tokens,
         )
         return output
+
+    async def continue_assistant(
+        self, input: list[ChatMessage], prefix: str, n: int, config: GenerateConfig
+    ) -> list[Result]:
+        """White-box decoding for defenses such as ETA: `n` samples continuing an assistant turn that
+        starts with `prefix`, stop strings kept in the text. Goes through the same batcher."""
+        prompt, images = self.vlm.render(input)
+        key = gen_key(config, keep_stop=True)
+        return list(
+            await asyncio.gather(*(self.vlm.batcher.submit(Request(prompt + prefix, images, key)) for _ in range(n)))
+        )

@@ -126,8 +126,12 @@ def write_leaderboard(rows: list[Row], out_dir: str | Path, title: str = "Leader
     for task in dict.fromkeys(r.task for r in rows):
         group = [r for r in rows if r.task == task]
         columns = [c for c in HEADLINE if any((c[0], c[1]) in r.metrics for r in group)]
-        lines += [f"## {task}", "", *_markdown_table(fixed[1:] + [c[2] for c in columns],
-                                                      [cells(r, columns)[1:] for r in group]), ""]  # fmt: skip
+        lines += [
+            f"## {task}",
+            "",
+            *_markdown_table(fixed[1:] + [c[2] for c in columns], [cells(r, columns)[1:] for r in group]),
+            "",
+        ]
     lines += [
         "Rates are percentages over parsed judge verdicts; 'unparsed' counts items whose judge replies did not "
         "parse (or whose epoch votes tied), left out of the rate. 'n/a': no verdict parsed. "

@@ -1,9 +1,9 @@
-"""Build a tiny random-weight LLaVA (CLIP vision tower + Llama text model) from a config.
+"""Tiny random-weight models built from configs: a LLaVA VLM and the defenses' side models.
 
-It runs the real transformers code path (processor, chat template, `generate`) in seconds on a
-CPU, so tests and the offline demo exercise everything a real checkpoint would, with no download.
-Its replies are random text: a judge or rewriter role filled by it produces unparseable output,
-which is exactly what the project must count and report rather than hide.
+They run the real transformers code paths (processor, chat template, `generate`, classification,
+CLIP embeddings) in seconds on a CPU, so tests and the offline demo exercise everything a real
+checkpoint would, with no download. The VLM's replies are random text: a judge or rewriter role
+filled by it produces unparseable output, which the project must count and report, not hide.
 """
 
 from __future__ import annotations
@@ -32,21 +32,11 @@ _CHAT_TEMPLATE = (
 )
 
 
-def build_tiny_vlm(path: str | Path, seed: int = 0, image_size: int = 30, patch_size: int = 15) -> Path:
-    """Write a tiny LLaVA checkpoint (safetensors, processor, chat template) to `path`."""
-    import torch
+def tiny_tokenizer():  # -> PreTrainedTokenizerFast
+    """A byte-level BPE tokenizer trained on a few lines (any text still encodes)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-        PreTrainedTokenizerFast,
-    )
+    from transformers import PreTrainedTokenizerFast
 
-    path = Path(path)
     specials = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
     bpe = Tokenizer(models.BPE(unk_token="<unk>"))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -55,7 +45,7 @@ def build_tiny_vlm(path: str | Path, seed: int = 0, image_size: int = 30, patch_
         vocab_size=320, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
     bpe.train_from_iterator(_CORPUS, trainer)
-    tokenizer = PreTrainedTokenizerFast(
+    return PreTrainedTokenizerFast(
         tokenizer_object=bpe,
         unk_token="<unk>",
         bos_token="<s>",
@@ -63,6 +53,22 @@ def build_tiny_vlm(path: str | Path, seed: int = 0, image_size: int = 30, patch_
         pad_token="<pad>",
         extra_special_tokens={"image_token": "<image>"},
     )
+
+
+def build_tiny_vlm(path: str | Path, seed: int = 0, image_size: int = 30, patch_size: int = 15) -> Path:
+    """Write a tiny LLaVA checkpoint (safetensors, processor, chat template) to `path`."""
+    import torch
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    path = Path(path)
+    tokenizer = tiny_tokenizer()
     image_processor = CLIPImageProcessor(
         size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
     )
@@ -107,4 +113,66 @@ def build_tiny_vlm(path: str | Path, seed: int = 0, image_size: int = 30, patch_
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path, safe_serialization=True)
     processor.save_pretrained(path)
+    return path
+
+
+def build_tiny_classifier(path: str | Path, seed: int = 0) -> Path:
+    """A one-logit Llama sequence classifier: the shape of a harm detector or a reward model."""
+    import torch
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    tokenizer = tiny_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=4096,
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    path = Path(path)
+    LlamaForSequenceClassification(config).eval().save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def build_tiny_clip(path: str | Path, seed: int = 0, image_size: int = 30, patch_size: int = 15) -> Path:
+    """A tiny CLIP (text and vision towers), with its tokenizer and image processor."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    tokenizer = tiny_tokenizer()
+    config = CLIPConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=512,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        ),
+        vision_config=dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=image_size,
+            patch_size=patch_size,
+        ),
+        projection_dim=16,
+    )
+    torch.manual_seed(seed)
+    path = Path(path)
+    CLIPModel(config).eval().save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    CLIPImageProcessor(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    ).save_pretrained(path)
     return path

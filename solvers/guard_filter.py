@@ -1,0 +1,85 @@
+"""Guard-model filters (the Llama Guard 3 Vision / 4 deployment pattern): a guard model (role
+`guard`) classifies the user's turn before the target answers, and/or the answer after; a flagged
+turn is replaced by a fixed refusal.
+
+`prompt=native` sends the conversation as is, for guards whose chat template frames the task
+(Llama Guard); `prompt=instructed` wraps it in our classification prompt, for general models.
+A guard reply outside {safe, unsafe} takes the `on_unparsed` outcome: `refuse` (fail closed, the
+default) or `error`; either way it is recorded, never a silent pass.
+"""
+
+from inspect_ai.model import ChatMessage, GenerateConfig
+from inspect_ai.solver import Generate, Solver, TaskState, solver
+
+from vlmguard_eval.defense import (
+    REFUSAL_TEXT,
+    DefenseInfo,
+    begin,
+    extra_call,
+    fill_prompt,
+    final_answer,
+    record_fallback,
+    register_defense,
+    user_images,
+    user_turn,
+)
+
+INFO = register_defense(
+    DefenseInfo(
+        name="guard_filter",
+        summary="Guard model on the input and/or output; refuse when flagged.",
+        extra_calls="1 per checked side (2 with mode=both; 1 if the input is blocked)",
+        roles=("guard",),
+        reference="Llama Guard 3 Vision (Meta, 2024) deployment pattern",
+    )
+)
+MODES = ("input", "output", "both")
+
+
+class GuardOutputError(RuntimeError):
+    """The guard's reply is outside its label set and on_unparsed=error."""
+
+
+def parse_guard(reply: str) -> str | None:
+    """'safe' or 'unsafe' from the reply's first non-empty line; None for anything else."""
+    lines = [line.strip().lower() for line in reply.splitlines() if line.strip()]
+    return lines[0] if lines and lines[0] in ("safe", "unsafe") else None
+
+
+def _instructed(state: TaskState, conversation: list[ChatMessage], target: str, version: str) -> list[ChatMessage]:
+    text = "\n".join(f"{m.role.upper()}: {m.text}" for m in conversation)
+    prompt = fill_prompt("guard_instructed", version, target=target, conversation=text)
+    return user_turn(user_images(state), prompt)
+
+
+@solver
+def guard_filter(
+    mode: str = "both", prompt: str = "native", on_unparsed: str = "refuse", version: str = "v1"
+) -> Solver:
+    if mode not in MODES or prompt not in ("native", "instructed") or on_unparsed not in ("refuse", "error"):
+        raise ValueError("guard_filter: mode is input|output|both, prompt native|instructed, on_unparsed refuse|error")
+
+    async def check(state: TaskState, side: str, conversation: list[ChatMessage]) -> bool:
+        """True when the guard lets this side through."""
+        target = "user's last message" if side == "input" else "assistant's last message"
+        messages = conversation if prompt == "native" else _instructed(state, conversation, target, version)
+        reply = await extra_call(state, "guard", f"guard-{side}", messages, GenerateConfig(temperature=0.0))
+        label = parse_guard(reply.completion)
+        state.metadata.setdefault("guard_filter", {})[side] = {"label": label, "raw": reply.completion}
+        if label is None:
+            if on_unparsed == "error":
+                raise GuardOutputError(f"guard reply outside {{safe, unsafe}}: {reply.completion[:200]!r}")
+            record_fallback(state, "guard_unparsed", reply.completion[:200])
+            return False
+        return label == "safe"
+
+    async def solve(state: TaskState, generate: Generate) -> TaskState:
+        begin(state, INFO)
+        if mode in ("input", "both") and not await check(state, "input", [state.user_prompt]):
+            return final_answer(state, REFUSAL_TEXT, "guard_filter (input blocked)")
+        state = await generate(state)
+        if mode in ("output", "both") and not await check(state, "output", [state.user_prompt, state.messages[-1]]):
+            return final_answer(state, REFUSAL_TEXT, "guard_filter (output blocked)")
+        return state
+
+    return solve

@@ -1,0 +1,84 @@
+"""Every registered defense, on every task, with the tiny local VLM and tiny side models.
+
+A new defense gets these checks by registering its DefenseInfo: it must finish, keep its ledger,
+declare its metadata, and work as `--solver NAME` (replacing the task's own chain).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from inspect_ai import eval as inspect_eval
+from inspect_ai.event import ModelEvent
+from inspect_ai.solver import SolverSpec
+
+import solvers  # noqa: F401  (registers every defense)
+from vlmguard_eval.defense import DEFENSES
+
+REPO = Path(__file__).resolve().parents[1]
+ROLES = ("rewriter", "detoxifier", "guard", "grader")
+
+
+@pytest.fixture(scope="module")
+def task_specs(demo_dir: Path, demo_mmsb_dir: Path, demo_vlguard_dir: Path) -> dict[str, tuple[str, dict]]:
+    return {
+        "siuo": (f"{REPO}/tasks/siuo.py@siuo", {"data_dir": str(demo_dir), "epochs": 1}),
+        "mm_safetybench": (
+            f"{REPO}/tasks/mm_safetybench.py@mm_safetybench",
+            {"data_dir": str(demo_mmsb_dir), "scenario": ["01-Illegal_Activitiy"], "image_type": "TYPO"},
+        ),
+        "vlguard": (f"{REPO}/tasks/vlguard.py@vlguard", {"data_dir": str(demo_vlguard_dir)}),
+    }
+
+
+def test_every_defense_declares_its_metadata() -> None:
+    assert {
+        "none",
+        "self_reminder",
+        "safety_prompt",
+        "figstep_prompt",
+        "adashield_s",
+        "ecso",
+        "mllm_protector",
+        "eta",
+        "guard_filter",
+        "vlmguard",
+    } <= set(DEFENSES)
+    for info in DEFENSES.values():
+        assert info.summary and info.extra_calls, info.name
+        assert all(kind in ("sequence-classifier", "clip") for _, kind in info.side_model_args), info.name
+
+
+@pytest.mark.parametrize("defense", sorted(DEFENSES))
+@pytest.mark.parametrize("task", ["siuo", "mm_safetybench", "vlguard"])
+def test_defense_runs_as_solver_on_task(defense, task, task_specs, tiny_vlm, side_models, tmp_path) -> None:
+    info = DEFENSES[defense]
+    spec, task_args = task_specs[task]
+    model = f"hfvlm/{tiny_vlm}"
+    args = {param: side_models[kind] for param, kind in info.side_model_args}
+    (log,) = inspect_eval(
+        spec,
+        task_args=task_args,
+        solver=SolverSpec(defense, args, args),
+        model=model,
+        model_roles={role: model for role in ROLES},
+        limit=2,
+        max_tokens=6,
+        log_dir=str(tmp_path),
+        display="none",
+    )
+    assert log.status == "success", log.error
+    assert log.eval.solver == defense
+    # --solver replaced the task's chain: only the setup check and the defense ran
+    assert [step.solver.split("/")[-1] for step in log.plan.steps] == ["check_sample", defense]
+    for sample in log.samples:
+        assert sample.error is None
+        assert sample.store["defense"] == defense
+        ledger = sample.store["defense_calls"]
+        model_calls = [e for e in sample.events if isinstance(e, ModelEvent)]
+        for entry in ledger:  # each recorded call is in the transcript too
+            if entry["role"] != "direct":
+                assert any(entry["model"].endswith(e.model) or e.model in entry["model"] for e in model_calls)
+        assert sample.scores["defense_cost"].value["defense_extra_calls"] == len(ledger)
+        assert sample.output.completion is not None
