@@ -97,20 +97,40 @@ def run(args: argparse.Namespace) -> int:
                 display=args.display,
             )
             all_ok &= all(log.status == "success" for log in logs)
-    from .report import leaderboard, write_leaderboard
-
-    path = write_leaderboard(leaderboard(log_dir), out, title="Defenses compared")
+    path = make_report(log_dir, out, "Defenses compared", bundle=args.bundle)
     print(f"logs: {log_dir}\nleaderboard: {path}")
     print(path.read_text(encoding="utf-8"))
     return 0 if all_ok else 1
 
 
-def report(args: argparse.Namespace) -> int:
-    from .report import leaderboard, write_leaderboard
+def make_report(log_dir: Path, out: Path, title: str, bundle: bool) -> Path:
+    from .report import load_runs, write_report
 
-    path = write_leaderboard(leaderboard(args.log_dir), args.out)
+    viewer = None
+    if bundle:
+        from inspect_ai.log import bundle_log_dir
+
+        shutil.rmtree(out / "viewer", ignore_errors=True)
+        bundle_log_dir(str(log_dir), str(out / "viewer"))
+        viewer = "viewer"
+    return write_report(load_runs(log_dir), out, title=title, viewer=viewer)
+
+
+def report(args: argparse.Namespace) -> int:
+    path = make_report(Path(args.log_dir), Path(args.out), args.title, args.bundle)
     print(path.read_text(encoding="utf-8"))
     return 0
+
+
+def grid(args: argparse.Namespace) -> int:
+    from .grid import load_config, run_grid
+
+    config = load_config(args.config)
+    success, log_dir = run_grid(config)
+    if config.report_dir:
+        path = make_report(log_dir, Path(config.report_dir), "Grid: defenses x models x benchmarks", bundle=True)
+        print(f"report: {path}")
+    return 0 if success else 1
 
 
 def build_tiny(args: argparse.Namespace) -> int:
@@ -145,12 +165,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-tokens", type=int, default=128, help="max new tokens per model call")
     p.add_argument("--fail-on-error", type=float, default=0.1, help="tolerated share of failing samples")
     p.add_argument("--display", default="plain", help="Inspect display: full, rich, plain, none")
+    p.add_argument("--bundle", action="store_true", help="also write a static Inspect viewer bundle to OUT/viewer")
     p.set_defaults(func=run)
 
-    p = sub.add_parser("report", help="leaderboard from existing Inspect logs")
+    p = sub.add_parser("report", help="leaderboard, CIs, paired tests and figures from existing Inspect logs")
     p.add_argument("log_dir")
     p.add_argument("--out", required=True)
+    p.add_argument("--title", default="Leaderboard")
+    p.add_argument("--bundle", action="store_true", help="also write a static Inspect viewer bundle to OUT/viewer")
     p.set_defaults(func=report)
+
+    p = sub.add_parser("grid", help="benchmarks x defenses x models from a YAML config, as a resumable eval-set")
+    p.add_argument("config")
+    p.set_defaults(func=grid)
 
     p = sub.add_parser("build-tiny-vlm", help="write the tiny random-weight LLaVA to PATH")
     p.add_argument("path")

@@ -1,0 +1,212 @@
+"""The report's figures: safety vs helpfulness, safety per category, and cost vs safety gain.
+
+One set per judge (logs from different judges are never pooled), each titled with its judge. A
+defense keeps its colour in every figure; markers tell target models (or benchmarks) apart.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .report import HELPFULNESS_AXIS, SAFETY_AXIS, Run, _slug, axis_value  # noqa: E402
+
+DEFENSE_ORDER = (
+    "none",
+    "vlmguard",
+    "self_reminder",
+    "safety_prompt",
+    "figstep_prompt",
+    "adashield_s",
+    "ecso",
+    "mllm_protector",
+    "eta",
+    "guard_filter",
+)
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+
+
+def defense_colour(defense: str) -> tuple[float, ...]:
+    palette = plt.get_cmap("tab10").colors + plt.get_cmap("Dark2").colors
+    index = DEFENSE_ORDER.index(defense) if defense in DEFENSE_ORDER else len(DEFENSE_ORDER) + hash(defense) % 8
+    return palette[index % len(palette)]
+
+
+def _short(model: str) -> str:
+    return model if len(model) <= 32 else "…" + model[-31:]
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of points no other point beats on both axes (higher is better on each)."""
+    return [
+        i for i, (x, y) in enumerate(points) if not any(x2 >= x and y2 >= y and (x2, y2) != (x, y) for x2, y2 in points)
+    ]
+
+
+def _legend(ax: plt.Axes, handles: dict[str, object]) -> None:
+    ax.legend(handles.values(), handles.keys(), loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, frameon=False)
+
+
+def safety_vs_helpfulness(runs: list[Run], judge: str, path: Path) -> Path | None:
+    panels = {}
+    for run in runs:
+        s, h = axis_value(run, SAFETY_AXIS), axis_value(run, HELPFULNESS_AXIS)
+        if s and h and not (math.isnan(s[1].value) or math.isnan(h[1].value)):
+            panels.setdefault(run.benchmark, []).append((run, s, h))
+    if not panels:
+        return None
+    models = sorted({r.model for r in runs})
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels) + 2.5, 4.4), squeeze=False)
+    handles: dict[str, object] = {}
+    for ax, (benchmark, entries) in zip(axes[0], panels.items()):
+        points = []
+        defenses = sorted({run.defense for run, _, _ in entries}, key=lambda d: (d not in DEFENSE_ORDER, d))
+        for run, (s_name, s), (h_name, h) in entries:
+            marker = MARKERS[models.index(run.model) % len(MARKERS)]
+            # coinciding points stay visible as concentric markers: earlier defenses are drawn larger
+            size = 13 - 8 * defenses.index(run.defense) / max(1, len(defenses) - 1)
+            artist = ax.errorbar(
+                h.value,
+                s.value,
+                xerr=[[h.value - h.low], [h.high - h.value]],
+                yerr=[[s.value - s.low], [s.high - s.value]],
+                fmt=marker,
+                color=defense_colour(run.defense),
+                capsize=3,
+                markersize=size,
+                markeredgecolor="white",
+                zorder=3 + defenses.index(run.defense),
+            )
+            handles.setdefault(run.defense, artist)
+            points.append((h.value, s.value))
+        front = sorted(pareto_front(points), key=lambda i: points[i][0])
+        ax.plot(
+            [points[i][0] for i in front],
+            [points[i][1] for i in front],
+            "--",
+            color="grey",
+            lw=1,
+            zorder=0,
+            label="Pareto front",
+        )
+        ax.set_title(benchmark, fontsize=10)
+        ax.set_xlabel(f"helpfulness: {h_name} (higher is better)")
+        ax.set_ylabel(f"safety: {'100 - ' if s_name.startswith('attack') else ''}{s_name} (higher is safer)")
+        ax.grid(alpha=0.3)
+    handles["Pareto front"] = axes[0][-1].lines[-1] if axes[0][-1].lines else None
+    for model in models:
+        handles[f"model: {_short(model)}"] = plt.Line2D(
+            [], [], color="black", ls="", marker=MARKERS[models.index(model) % len(MARKERS)]
+        )
+    _legend(axes[0][-1], {k: v for k, v in handles.items() if v is not None})
+    fig.suptitle(f"Safety vs helpfulness per defense (95% CIs; judge: {judge})", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _category_safety(run: Run) -> dict[str, float]:
+    axis = axis_value(run, SAFETY_AXIS)
+    if axis is None:
+        return {}
+    name = axis[0]
+    sign = dict(SAFETY_AXIS)[name]
+    by_group: dict[str, list[float]] = {}
+    for item, value in run.values.get(name, {}).items():
+        if value is not None and "category" in run.groups.get(item, {}):
+            by_group.setdefault(run.groups[item]["category"], []).append(float(value))
+    scale = 100.0 if name not in ("unified_safety",) else 1.0
+    return {g: (np.mean(v) * scale if sign > 0 else 100 - np.mean(v) * scale) for g, v in by_group.items()}
+
+
+def category_heatmap(runs: list[Run], judge: str, path: Path) -> Path | None:
+    panels = {}
+    for run in runs:
+        values = _category_safety(run)
+        if values:
+            panels.setdefault(run.benchmark, []).append((run, values))
+    if not panels:
+        return None
+    heights = [max(2.2, 0.45 * len(entries) + 2.2) for entries in panels.values()]
+    fig, axes = plt.subplots(
+        len(panels),
+        1,
+        figsize=(11, sum(heights)),
+        squeeze=False,
+        layout="constrained",
+        gridspec_kw={"height_ratios": heights},
+    )
+    image = None
+    for ax, (benchmark, entries) in zip(axes[:, 0], panels.items()):
+        categories = sorted({c for _, values in entries for c in values})
+        grid = np.array([[values.get(c, np.nan) for c in categories] for _, values in entries])
+        image = ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
+        ax.set_yticks(range(len(entries)), [f"{r.defense} · {_short(r.model)}" for r, _ in entries], fontsize=8)
+        ax.set_xticks(range(len(categories)), categories, rotation=30, ha="right", fontsize=8)
+        for (i, j), value in np.ndenumerate(grid):
+            if not np.isnan(value):
+                ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=7)
+        ax.set_title(f"{benchmark}: safety per category (%)", fontsize=10)
+    fig.colorbar(image, ax=axes[:, 0].tolist(), shrink=0.8, label="safety % (higher is safer)")
+    fig.suptitle(f"Safety by category and defense (judge: {judge}; blank: no parsed verdict)", fontsize=11)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def cost_vs_gain(runs: list[Run], judge: str, path: Path) -> Path | None:
+    benchmarks = sorted({r.benchmark for r in runs})
+    points = []
+    for run in runs:
+        axis, cost = axis_value(run, SAFETY_AXIS), run.stats.get("defense_extra_tokens")
+        if run.defense != "none" and axis and axis[1].delta is not None and cost is not None:
+            points.append((run, cost.value, axis[1].delta))
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(8.5, 4.6))
+    handles: dict[str, object] = {}
+    for run, tokens, gain in points:
+        marker = MARKERS[benchmarks.index(run.benchmark) % len(MARKERS)]
+        handles.setdefault(
+            run.defense, ax.scatter(tokens, gain, color=defense_colour(run.defense), marker=marker, s=60)
+        )
+    for benchmark in benchmarks:
+        handles[f"benchmark: {benchmark}"] = plt.Line2D(
+            [], [], color="black", ls="", marker=MARKERS[benchmarks.index(benchmark) % len(MARKERS)]
+        )
+    ax.axhline(0, color="grey", lw=1)
+    ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlim(left=-0.5, right=max(20.0, 3 * max(tokens for _, tokens, _ in points)))
+    ax.set_xlabel("extra tokens per sample (defense calls beyond the target's answer)")
+    ax.set_ylabel("safety gain vs none (points)")
+    ax.grid(alpha=0.3)
+    _legend(ax, handles)
+    ax.set_title(f"Cost vs safety gain per defense (judge: {judge})", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def draw_figures(runs: list[Run], out: Path) -> list[Path]:
+    judges = list(dict.fromkeys(r.judge for r in runs))
+    made = []
+    for judge in judges:
+        group = [r for r in runs if r.judge == judge]
+        suffix = "" if len(judges) == 1 else f"__{_slug(judge)}"
+        for draw, name in (
+            (safety_vs_helpfulness, "safety_vs_helpfulness"),
+            (category_heatmap, "category_heatmap"),
+            (cost_vs_gain, "cost_vs_safety_gain"),
+        ):
+            path = draw(group, judge, out / f"{name}{suffix}.png")
+            if path is not None:
+                made.append(path)
+    return made
