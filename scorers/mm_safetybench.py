@@ -32,7 +32,6 @@ def mmsb_judge(prompt_version: str = JUDGE_PROMPT_VERSION) -> Scorer:
                 "prompt_version": prompt_version,
                 "rule": rule,
                 "label": verdict.label,
-                "raw": verdict.raw,
             },
         )
 

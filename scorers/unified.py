@@ -34,7 +34,6 @@ def unified_judge(prompt_version: str = JUDGE_PROMPT_VERSION, show_image: bool =
                 "judge": str(judge_model()),
                 "prompt_version": prompt_version,
                 "parsed": verdict.label,
-                "raw": verdict.raw,
                 "judge_saw_image": bool(images),
             },
         )

@@ -60,7 +60,6 @@ def vlguard_helpfulness(prompt_version: str = JUDGE_PROMPT_VERSION) -> Scorer:
                 "judge": str(judge_model()),
                 "prompt_version": prompt_version,
                 "label": verdict.label,
-                "raw": verdict.raw,
                 "positions": "A=answer, B=reference",
             },
         )

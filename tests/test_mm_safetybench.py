@@ -175,4 +175,5 @@ def test_judge_is_text_only_and_uses_the_scenario_rule(shared_data: Path, tmp_pa
     assert metrics["scenario_01-Illegal_Activitiy"] == 0 and metrics["scenario_10-Legal_Opinion"] == 100
     assert metrics["image_type_text"] == pytest.approx(metrics["rate"]) and metrics["unparsed"] == 0
     sample = log.samples[0]
-    assert sample.scores["mmsb_judge"].metadata["raw"] == "Verdict: SAFE"
+    assert sample.scores["mmsb_judge"].explanation == "Verdict: SAFE"  # the raw reply, beside the parsed label
+    assert sample.scores["mmsb_judge"].metadata["label"] == "SAFE"

@@ -121,7 +121,11 @@ def test_judge_verdicts_rates_and_unparsed_counts(demo_dir: Path, tmp_path: Path
     assert metric(log, "safe_effective", "unparsed") == 1
     assert metric(log, "safe", "category_information misinterpretation") == 0
     score = log.samples[3].scores["siuo_judge"]
-    assert score.value["effective"] is None and score.metadata["effectiveness_raw"] == "no idea"
+    assert (
+        score.value["effective"] is None
+        and score.explanation.endswith("EFFECTIVENESS JUDGE:\nno idea")
+        and score.metadata["effectiveness_label"] is None
+    )
 
 
 def test_three_epochs_vote_per_item(demo_dir: Path, tmp_path: Path) -> None:

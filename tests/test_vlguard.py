@@ -99,4 +99,8 @@ def test_asr_and_win_rate_on_demo_records(demo_vlguard_dir: Path, tmp_path: Path
     metrics, log = _run(demo_vlguard_dir, "comply", "Winner: A is better. Winner: B", tmp_path / "c")
     assert metrics[("helpfulness_win", "unparsed")] == 2
     score = next(s for s in log.samples if s.id.startswith("safe_safes")).scores["vlguard_helpfulness"]
-    assert score.metadata["positions"] == "A=answer, B=reference" and score.metadata["raw"].startswith("Winner: A")
+    assert (
+        score.metadata["positions"] == "A=answer, B=reference"
+        and score.explanation.startswith("Winner: A")
+        and score.metadata["label"] is None
+    )

@@ -9,6 +9,7 @@ vlmguard-eval build-tiny-vlm PATH      # the tiny random-weight LLaVA used by te
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from collections.abc import Callable
@@ -133,6 +134,40 @@ def grid(args: argparse.Namespace) -> int:
     return 0 if success else 1
 
 
+def synth(args: argparse.Namespace) -> int:
+    from inspect_ai import eval as inspect_eval
+
+    from .synthesis import export_sft
+
+    roles = {"teacher": args.teacher, **({"target": args.target} if args.target else {})}
+    task_args = {"source": args.source, "path": str(Path(args.path).resolve()), "seed": args.seed}
+    if args.images:
+        task_args["images"] = str(Path(args.images).resolve())
+    if args.helpfulness_ratio is not None:
+        task_args["helpfulness_ratio"] = args.helpfulness_ratio
+    (log,) = inspect_eval(
+        f"{task_file('synthesize')}@synthesize",
+        task_args=task_args,
+        model=args.teacher,
+        model_roles=roles,
+        log_dir=str(Path(args.out) / "logs"),
+        limit=args.limit,
+        fail_on_error=args.fail_on_error,
+        display=args.display,
+    )
+    manifest = export_sft(log.location, args.out)
+    print(json.dumps(manifest["counts"], indent=1))
+    return 0 if log.status == "success" else 1
+
+
+def train(args: argparse.Namespace) -> int:
+    from .training import TrainConfig, train
+
+    fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+    print(train(TrainConfig(**fields)))
+    return 0
+
+
 def build_tiny(args: argparse.Namespace) -> int:
     from .tiny_models import build_tiny_vlm
 
@@ -178,6 +213,41 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("grid", help="benchmarks x defenses x models from a YAML config, as a resumable eval-set")
     p.add_argument("config")
     p.set_defaults(func=grid)
+
+    p = sub.add_parser("synth", help="synthesize rewriter training data with a teacher model, then export it")
+    p.add_argument("--source", default="vlguard", choices=["vlguard", "preference"])
+    p.add_argument("--path", required=True, help="VLGuard train.json, or a preference JSONL")
+    p.add_argument("--images", help="image folder for VLGuard (default: PATH's folder/train)")
+    p.add_argument("--teacher", required=True, help="teacher model (model role `teacher`)")
+    p.add_argument("--target", help="model writing unsafe responses where the source has none (role `target`)")
+    p.add_argument("--helpfulness-ratio", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--fail-on-error", type=float, default=0.2)
+    p.add_argument("--display", default="plain")
+    p.add_argument("--out", required=True, help="writes sft.jsonl, hf/, manifest.json and logs/")
+    p.set_defaults(func=synth)
+
+    p = sub.add_parser("train", help="fine-tune a VLM into the rewriter on exported SFT data")
+    p.add_argument("--data", required=True, help="a `synth` output folder or an sft.jsonl")
+    p.add_argument("--model", required=True, help="base VLM (local folder or hub id)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--lora", action="store_true")
+    p.add_argument("--lora-rank", type=int, default=16)
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--max-steps", type=int, default=-1)
+    p.add_argument("--learning-rate", type=float, default=None)
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--grad-accum", type=int, default=8)
+    p.add_argument("--max-length", type=int, default=4096)
+    p.add_argument("--save-steps", type=int, default=200)
+    p.add_argument("--logging-steps", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUT")
+    p.add_argument("--fsdp", default="", help='e.g. "full_shard auto_wrap" under torchrun')
+    p.add_argument("--deepspeed", default=None, help="a DeepSpeed JSON config")
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.set_defaults(func=train)
 
     p = sub.add_parser("build-tiny-vlm", help="write the tiny random-weight LLaVA to PATH")
     p.add_argument("path")

@@ -1,0 +1,110 @@
+"""Framework overhead: our solvers and scorers vs bare Inspect, with an instant in-process model.
+
+    python bench/overhead.py [--samples 1000]
+
+Every model call is instant, so what is timed is Inspect plus our code. Ours is compared with a bare
+Inspect task making the same number of model calls per sample (1 target call, +1 rewriter call for
+vlmguard, +2 judge calls, the image in each, as our defenses and judges send them), so the ratio
+isolates what our solvers, scorers and per-sample data check add. Target: at most 10% (ratio <= 1.10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from common import siuo_copy
+
+
+def main() -> None:
+    from inspect_ai import Epochs, Task
+    from inspect_ai import eval as inspect_eval
+    from inspect_ai.model import get_model
+    from inspect_ai.scorer import Score, Target, mean, scorer
+    from inspect_ai.solver import Generate, TaskState, generate, solver
+
+    from solvers import none, vlmguard
+    from tasks.siuo import siuo
+    from vlmguard_eval.data.siuo import load_siuo
+    from vlmguard_eval.rewriter import RewriterOutput
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    data = siuo_copy(Path(tempfile.mkdtemp()), args.samples)
+    rewrite = RewriterOutput("Together: fine.", "Describe the picture.").render()
+
+    def judge_reply(messages, config):
+        return "Verdict: SAFE" if "Decide whether" in messages[-1].text else "Rating: INEFFECTIVE"
+
+    models = dict(
+        model=get_model("scripted/echo"),
+        model_roles={
+            "grader": get_model("scripted/judge", responder=judge_reply),
+            "rewriter": get_model("scripted/rw", responder=lambda m, c: rewrite),
+        },
+    )
+
+    @solver
+    def bare_rewrite():
+        async def solve(state: TaskState, generate: Generate) -> TaskState:
+            await get_model(role="rewriter").generate(state.user_prompt.text)
+            return state
+
+        return solve
+
+    @scorer(metrics=[mean()])
+    def bare_two_judge_calls():
+        async def score(state: TaskState, target: Target) -> Score:
+            judge = get_model(role="grader")
+            await judge.generate("Decide whether " + state.output.completion)
+            await judge.generate("Rate whether " + state.output.completion)
+            return Score(value=1)
+
+        return score
+
+    def once(task, solver) -> float:
+        start = time.perf_counter()
+        (log,) = inspect_eval(
+            task, solver=solver, log_dir=tempfile.mkdtemp(), display="none", max_connections=64, **models
+        )
+        assert log.status == "success", log.error
+        return (time.perf_counter() - start) / args.samples
+
+    warm = siuo(data_dir=str(siuo_copy(Path(tempfile.mkdtemp()), 20)), epochs=1)
+    once(warm, vlmguard())
+    dataset = load_siuo("gen", str(data))
+    runs = {
+        "bare3": (Task(dataset=dataset, solver=[generate()], scorer=bare_two_judge_calls(), epochs=Epochs(1)), None),
+        "bare4": (
+            Task(dataset=dataset, solver=[bare_rewrite(), generate()], scorer=bare_two_judge_calls(), epochs=Epochs(1)),
+            None,
+        ),
+        "none": (siuo(data_dir=str(data), epochs=1), none()),
+        "vlmguard": (siuo(data_dir=str(data), epochs=1), vlmguard()),
+    }
+    best = {name: float("inf") for name in runs}
+    for repeat in range(args.repeats):  # interleaved, so drift on a shared machine hits all alike
+        order = list(runs) if repeat % 2 == 0 else list(reversed(runs))
+        for name in order:
+            best[name] = min(best[name], once(*runs[name]))
+    bare3, bare4, ours_none, ours_guard = best["bare3"], best["bare4"], best["none"], best["vlmguard"]
+    print(f"samples per run: {args.samples} (instant model; times are per sample)")
+    print(f"bare Inspect, 3 calls/sample (generate + 2 judge calls): {bare3 * 1000:.2f} ms")
+    print(
+        f"ours, none + SIUO scorers (3 calls/sample):              {ours_none * 1000:.2f} ms "
+        f"ratio {ours_none / bare3:.3f}"
+    )
+    print(f"bare Inspect, 4 calls/sample (+ rewriter call):          {bare4 * 1000:.2f} ms")
+    print(
+        f"ours, vlmguard + SIUO scorers (4 calls/sample):          {ours_guard * 1000:.2f} ms "
+        f"ratio {ours_guard / bare4:.3f}"
+    )
+    print("target: ratio <= 1.10")
+
+
+if __name__ == "__main__":
+    main()
