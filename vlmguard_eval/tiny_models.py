@@ -32,6 +32,16 @@ _CHAT_TEMPLATE = (
 )
 
 
+# every tiny transformer here has the same shape: one layer, 16 wide
+TINY_LAYERS = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
+
+
+def tiny_image_processor(image_size: int):  # -> CLIPImageProcessor
+    from transformers import CLIPImageProcessor
+
+    return CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
+
+
 def tiny_tokenizer():  # -> PreTrainedTokenizerFast
     """A byte-level BPE tokenizer trained on a few lines (any text still encodes)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -59,7 +69,6 @@ def build_tiny_vlm(path: str | Path, seed: int = 0, image_size: int = 30, patch_
     """Write a tiny LLaVA checkpoint (safetensors, processor, chat template) to `path`."""
     import torch
     from transformers import (
-        CLIPImageProcessor,
         CLIPVisionConfig,
         LlamaConfig,
         LlavaConfig,
@@ -69,9 +78,7 @@ def build_tiny_vlm(path: str | Path, seed: int = 0, image_size: int = 30, patch_
 
     path = Path(path)
     tokenizer = tiny_tokenizer()
-    image_processor = CLIPImageProcessor(
-        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
-    )
+    image_processor = tiny_image_processor(image_size)
     processor = LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
@@ -81,20 +88,14 @@ def build_tiny_vlm(path: str | Path, seed: int = 0, image_size: int = 30, patch_
         chat_template=_CHAT_TEMPLATE,
     )
     vision = CLIPVisionConfig(
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
+        **TINY_LAYERS,
         image_size=image_size,
         patch_size=patch_size,
         projection_dim=16,
     )
     text = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
+        **TINY_LAYERS,
         num_key_value_heads=1,
         max_position_embeddings=4096,
         bos_token_id=tokenizer.bos_token_id,
@@ -124,10 +125,7 @@ def build_tiny_classifier(path: str | Path, seed: int = 0) -> Path:
     tokenizer = tiny_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
+        **TINY_LAYERS,
         num_key_value_heads=1,
         max_position_embeddings=4096,
         num_labels=1,
@@ -143,26 +141,20 @@ def build_tiny_classifier(path: str | Path, seed: int = 0) -> Path:
 def build_tiny_clip(path: str | Path, seed: int = 0, image_size: int = 30, patch_size: int = 15) -> Path:
     """A tiny CLIP (text and vision towers), with its tokenizer and image processor."""
     import torch
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+    from transformers import CLIPConfig, CLIPModel
 
     tokenizer = tiny_tokenizer()
     config = CLIPConfig(
         text_config=dict(
             vocab_size=len(tokenizer),
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
+            **TINY_LAYERS,
             max_position_embeddings=512,
             pad_token_id=tokenizer.pad_token_id,
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
         ),
         vision_config=dict(
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
+            **TINY_LAYERS,
             image_size=image_size,
             patch_size=patch_size,
         ),
@@ -172,7 +164,5 @@ def build_tiny_clip(path: str | Path, seed: int = 0, image_size: int = 30, patch
     path = Path(path)
     CLIPModel(config).eval().save_pretrained(path)
     tokenizer.save_pretrained(path)
-    CLIPImageProcessor(
-        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
-    ).save_pretrained(path)
+    tiny_image_processor(image_size).save_pretrained(path)
     return path
