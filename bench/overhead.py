@@ -33,6 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--no-log-realtime", action="store_true", help="run both sides with log_realtime=False")
     args = parser.parse_args()
     data = siuo_copy(Path(tempfile.mkdtemp()), args.samples)
     rewrite = RewriterOutput("Together: fine.", "Describe the picture.").render()
@@ -69,7 +70,13 @@ def main() -> None:
     def once(task, solver) -> float:
         start = time.perf_counter()
         (log,) = inspect_eval(
-            task, solver=solver, log_dir=tempfile.mkdtemp(), display="none", max_connections=64, **models
+            task,
+            solver=solver,
+            log_dir=tempfile.mkdtemp(),
+            display="none",
+            max_connections=64,
+            log_realtime=not args.no_log_realtime,
+            **models,
         )
         assert log.status == "success", log.error
         return (time.perf_counter() - start) / args.samples
