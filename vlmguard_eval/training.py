@@ -145,6 +145,7 @@ def train(config: TrainConfig) -> Path:
         report_to=[],
         remove_unused_columns=False,
         dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
         fsdp=config.fsdp,
         deepspeed=config.deepspeed,
     )
