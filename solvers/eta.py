@@ -60,7 +60,7 @@ def eta(
         raise ValueError("eta needs its side models: -S reward_model=PATH -S clip_model=PATH (paths or hub ids)")
 
     async def reward(question: str, answer: str) -> float:
-        (score,) = await run_side(classifier_logits, reward_model, [reward_text(question, answer)])
+        (score,) = await run_side("eta: reward model", classifier_logits, reward_model, [reward_text(question, answer)])
         return score
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
@@ -80,7 +80,11 @@ def eta(
         if not post_flag:
             return state
         image = decode_image(images[0].image) if images else None
-        pre = (await run_side(clip_similarity, clip_model, image, [unsafe_description]))[0] if image else None
+        pre = (
+            (await run_side("eta: CLIP", clip_similarity, clip_model, image, [unsafe_description]))[0]
+            if image
+            else None
+        )
         pre_flag = pre is not None and pre >= pre_threshold
         record.update(clip=pre, pre_flag=pre_flag)
         record_direct_call(state, "pre-check (CLIP)", clip_model, {"similarity": pre, "flagged": pre_flag})
@@ -96,7 +100,9 @@ def eta(
             for candidate in candidates:
                 score = await reward(question, text + candidate.text)
                 if image is not None and candidate.text.strip():
-                    score += (await run_side(clip_similarity, clip_model, image, [candidate.text]))[0] / index
+                    score += (await run_side("eta: CLIP", clip_similarity, clip_model, image, [candidate.text]))[
+                        0
+                    ] / index
                 scores.append(score)
             best = candidates[max(range(len(candidates)), key=scores.__getitem__)]
             text += best.text

@@ -37,10 +37,6 @@ INFO = register_defense(
 )
 
 
-class SideModelError(RuntimeError):
-    """A defense's side model could not be loaded or run: the sample fails, never passes silently."""
-
-
 @solver
 def mllm_protector(detector: str = "", threshold: float = 0.5, version: str = "v1") -> Solver:
     if not detector:
@@ -51,12 +47,7 @@ def mllm_protector(detector: str = "", threshold: float = 0.5, version: str = "v
         question = state.user_prompt.text
         state = await generate(state)
         response = state.output.completion
-        try:
-            (logit,) = await run_side(classifier_logits, detector, [response])
-        except Exception as ex:
-            raise SideModelError(
-                f"mllm_protector: harm detector {detector!r} failed: {type(ex).__name__}: {ex}"
-            ) from ex
+        (logit,) = await run_side("mllm_protector: harm detector", classifier_logits, detector, [response])
         harmless = 1 / (1 + math.exp(-logit))
         flagged = harmless < threshold
         record_direct_call(state, "harm-detector", detector, {"p_harmless": harmless, "flagged": flagged})

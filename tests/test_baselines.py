@@ -174,3 +174,19 @@ def test_eta_guided_decoding_on_a_local_target(demo_dir, tmp_path, side_models, 
     steps = [e["step"] for e in sample.store["defense_calls"]]
     assert steps[:2] == ["post-check (reward)", "pre-check (CLIP)"] and steps[2] == "guided sentence 1"
     assert all(e["output_tokens"] > 0 for e in sample.store["defense_calls"] if e["step"].startswith("guided"))
+
+
+def test_eta_side_model_failure_is_a_named_sample_error(demo_dir, tmp_path, side_models, tiny_vlm) -> None:
+    solver = eta(reward_model=str(tmp_path / "no-reward-model"), clip_model=side_models["clip"])
+    log = inspect_eval(
+        siuo(data_dir=str(demo_dir), epochs=1),
+        solver=solver,
+        model=get_model(f"hfvlm/{tiny_vlm}"),
+        model_roles={"grader": judge()},
+        limit=1,
+        fail_on_error=1.0,
+        max_tokens=4,
+        log_dir=str(tmp_path / "logs"),
+        display="none",
+    )[0]
+    assert "eta: reward model" in log.samples[0].error.message and "no-reward-model" in log.samples[0].error.message

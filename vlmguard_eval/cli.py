@@ -1,12 +1,12 @@
 """`vlmguard-eval`: the end-to-end run, grids, reports, rewriter training, and the tiny test model.
 
-    vlmguard-eval run                       # offline: embedded data of all three benchmarks, tiny VLM in every role
-    vlmguard-eval run --siuo-dir PATH --mmsb-dir PATH --vlguard-dir PATH
-        --model vllm/... --grader openai/gpt-4o --rewriter hfvlm/CKPT
-    vlmguard-eval grid examples/grid.yaml   # benchmarks x defenses x models, resumable (Inspect eval-set)
-    vlmguard-eval report LOGDIR --out DIR   # leaderboard, CIs, paired tests and figures from existing logs
-    vlmguard-eval synth ... / train ...     # rewriter training data, then fine-tuning
-    vlmguard-eval build-tiny-vlm PATH       # the tiny random-weight LLaVA used by tests and the demo
+vlmguard-eval run                       # offline: embedded data of all three benchmarks, tiny VLM in every role
+vlmguard-eval run --siuo-dir PATH --mmsb-dir PATH --vlguard-dir PATH
+    --model vllm/... --grader openai/gpt-4o --rewriter hfvlm/CKPT
+vlmguard-eval grid examples/grid.yaml   # benchmarks x defenses x models, resumable (Inspect eval-set)
+vlmguard-eval report LOGDIR --out DIR   # leaderboard, CIs, paired tests and figures from existing logs
+vlmguard-eval synth ... / train ...     # rewriter training data, then fine-tuning
+vlmguard-eval build-tiny-vlm PATH       # the tiny random-weight LLaVA used by tests and the demo
 """
 
 from __future__ import annotations

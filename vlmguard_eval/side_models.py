@@ -76,6 +76,13 @@ def clip_similarity(path: str, image: Image.Image, texts: list[str]) -> list[flo
     return [float(v) for v in (text @ vision[0]).cpu()]
 
 
-async def run_side(function: Any, *args: Any) -> Any:
-    """Run a blocking side-model call off the event loop."""
-    return await asyncio.to_thread(function, *args)
+class SideModelError(RuntimeError):
+    """A defense's side model could not be loaded or run: the sample fails, never passes silently."""
+
+
+async def run_side(purpose: str, function: Any, path: str, *args: Any) -> Any:
+    """Run a blocking side-model call off the event loop; any failure names the model and its purpose."""
+    try:
+        return await asyncio.to_thread(function, path, *args)
+    except Exception as ex:
+        raise SideModelError(f"{purpose} {path!r} failed: {type(ex).__name__}: {ex}") from ex
