@@ -20,7 +20,7 @@ from inspect_ai.scorer import (
     score_reducer,
 )
 
-from vlmguard_eval.aggregate import MEAN_KEYS, NOT_APPLICABLE, mode_of_parsed_values, reduce_key
+from vlmguard_eval.aggregate import MEAN_KEYS, NOT_APPLICABLE, mean_of_parsed_values, mode_of_parsed_values, reduce_key
 
 __all__ = ["NOT_APPLICABLE", "mode_of_parsed", "rate", "rate_by", "mean_by", "mean_of_parsed", "total", "unparsed"]
 
@@ -29,13 +29,17 @@ def _values(scores: list[SampleScore]) -> list[Any]:
     return [s.score.value for s in scores if s.score.value != NOT_APPLICABLE]
 
 
+def _parsed_mean(scores: list[SampleScore]) -> float:
+    mean = mean_of_parsed_values([s.score.value for s in scores])
+    return float("nan") if mean is None else mean
+
+
 @metric
 def rate() -> Metric:
     """Percentage of parsed verdicts that are 1 (None = unparsed, excluded; NaN if none parsed)."""
 
     def compute(scores: list[SampleScore]) -> float:
-        parsed = [float(v) for v in _values(scores) if v is not None]
-        return 100.0 * sum(parsed) / len(parsed) if parsed else float("nan")
+        return 100.0 * _parsed_mean(scores)
 
     return compute
 
@@ -55,8 +59,7 @@ def mean_of_parsed() -> Metric:
     """Mean over parsed values (None excluded; NaN if none parsed)."""
 
     def compute(scores: list[SampleScore]) -> float:
-        parsed = [float(v) for v in _values(scores) if v is not None]
-        return sum(parsed) / len(parsed) if parsed else float("nan")
+        return _parsed_mean(scores)
 
     return compute
 

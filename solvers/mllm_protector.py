@@ -8,7 +8,7 @@ head loads as is; the response is harmful when sigmoid(logit) < threshold (0.5).
 
 import math
 
-from inspect_ai.model import ChatMessageUser, GenerateConfig
+from inspect_ai.model import GenerateConfig
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from vlmguard_eval.defense import (
@@ -21,6 +21,7 @@ from vlmguard_eval.defense import (
     record_direct_call,
     register_defense,
     role_bound,
+    user_turn,
 )
 from vlmguard_eval.side_models import classifier_logits, run_side
 
@@ -57,7 +58,7 @@ def mllm_protector(detector: str = "", threshold: float = 0.5, version: str = "v
         if not role_bound("detoxifier"):
             return final_answer(state, REFUSAL_TEXT, "mllm_protector (fixed refusal)")
         prompt = fill_prompt("protector_detoxify", version, question=question, response=response)
-        rewrite = await extra_call(state, "detoxifier", "detoxify", [ChatMessageUser(content=prompt)], GenerateConfig())
+        rewrite = await extra_call(state, "detoxifier", "detoxify", user_turn([], prompt), GenerateConfig())
         return final_answer(state, rewrite.completion, "mllm_protector (detoxifier)")
 
     return solve

@@ -18,9 +18,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .paths import cache_dir
+from .paths import REPO_ROOT, cache_dir, task_file
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 HUB = "hub"
 
 
@@ -31,13 +30,6 @@ def tiny_vlm_path() -> Path:
     path = cache_dir() / "tiny-llava"
     if not (path / "model.safetensors").is_file():
         build_tiny_vlm(path)
-    return path
-
-
-def task_file(name: str) -> Path:
-    path = REPO_ROOT / "tasks" / f"{name}.py"
-    if not path.is_file():
-        sys.exit(f"task file {path} not found: run vlmguard-eval from an editable install of the repository")
     return path
 
 

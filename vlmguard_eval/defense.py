@@ -16,7 +16,6 @@ from inspect_ai.model import (
     ChatMessage,
     ChatMessageAssistant,
     ChatMessageSystem,
-    ChatMessageUser,
     ContentImage,
     ContentText,
     GenerateConfig,
@@ -26,6 +25,7 @@ from inspect_ai.model import (
 )
 from inspect_ai.solver import TaskState
 
+from .data.common import user_turn as user_turn  # re-exported: defenses build their extra calls with it
 from .prompt_files import load_prompt
 
 # the fixed answer of defenses that block (guard filters; MLLM-Protector without a detoxifier)
@@ -170,11 +170,6 @@ def user_images(state: TaskState) -> list[ContentImage]:
     """The images of the user's turn, in order (data URIs once the sample has started)."""
     content = state.user_prompt.content
     return [] if isinstance(content, str) else [c for c in content if isinstance(c, ContentImage)]
-
-
-def user_turn(images: list[ContentImage], text: str) -> list[ChatMessage]:
-    """A one-message conversation: a user turn with `images`, then `text`."""
-    return [ChatMessageUser(content=[*images, ContentText(text=text)])]
 
 
 def replace_user_text(state: TaskState, text: str) -> None:

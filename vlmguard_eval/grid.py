@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from .paths import task_file
+
 EVAL_OPTIONS = (
     "limit",
     "max_tokens",
@@ -68,9 +69,7 @@ def load_config(path: str | Path) -> GridConfig:
 
 
 def _task_function(name: str) -> Any:
-    path = REPO_ROOT / "tasks" / f"{name}.py"
-    if not path.is_file():
-        raise ValueError(f"no task file {path}")
+    path = task_file(name)
     spec = importlib.util.spec_from_file_location(f"tasks.{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from inspect_ai.model import ChatMessageUser, ContentImage, ContentText, GenerateConfig, Model, get_model
+from inspect_ai.model import ContentImage, GenerateConfig, Model, get_model
 from inspect_ai.solver import TaskState
 
+from .data.common import user_turn
 from .prompt_files import load_prompt
 
 JUDGE_ROLE = "grader"
@@ -89,7 +90,7 @@ async def ask_judge(
     """Fill a judge template, show the images (none for a text-only protocol), and parse the reply."""
     text = load_prompt(prompt_name, version).format(**fields)
     output = await judge_model().generate(
-        [ChatMessageUser(content=[*images, ContentText(text=text)])],
+        user_turn(images, text),
         config=GenerateConfig(temperature=0.0),
     )
     raw = output.completion

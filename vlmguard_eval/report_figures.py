@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .report import HELPFULNESS_AXIS, SAFETY_AXIS, Run, _slug, axis_value  # noqa: E402
+from .report import HELPFULNESS_AXIS, MEASURES, SAFETY_AXIS, Run, _slug, axis_value  # noqa: E402
 
 DEFENSE_ORDER = (
     "none",
@@ -122,7 +122,7 @@ def _category_safety(run: Run) -> dict[str, float]:
     for item, value in run.values.get(name, {}).items():
         if value is not None and "category" in run.groups.get(item, {}):
             by_group.setdefault(run.groups[item]["category"], []).append(float(value))
-    scale = 100.0 if name not in ("unified_safety",) else 1.0
+    scale = MEASURES[name].scale
     return {g: (np.mean(v) * scale if sign > 0 else 100 - np.mean(v) * scale) for g, v in by_group.items()}
 
 

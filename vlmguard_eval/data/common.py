@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from inspect_ai.dataset import Sample
-from inspect_ai.model import ChatMessageUser, ContentImage, ContentText
+from inspect_ai.model import ChatMessage, ChatMessageUser, ContentImage, ContentText
 
 LOAD_ERROR_KEY = "load_error"
 
@@ -44,6 +45,17 @@ class RecordRef:
 
     def error(self, field: str | None, problem: str) -> DataError:
         return DataError(self.file, self.label, field, problem)
+
+
+def choose(value: str | Iterable[str] | None, valid: tuple[str, ...], what: str) -> list[str]:
+    """Normalise a task parameter naming one, several (list or comma text) or 'all' of `valid`."""
+    if value is None or value == "all":
+        return list(valid)
+    names = [v.strip() for v in value.split(",")] if isinstance(value, str) else [str(v) for v in value]
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise ValueError(f"unknown {what} {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}")
+    return names
 
 
 def user_path(path: str | Path) -> Path:
@@ -100,13 +112,14 @@ def resolve_image(root: Path, relative: str, ref: RecordRef, field: str = "image
     return path
 
 
-def image_prompt(image: Path | str | None, text: str) -> list[ChatMessageUser]:
-    """The single user turn every benchmark here uses: the image, then the text."""
-    content: list[ContentImage | ContentText] = []
-    if image is not None:
-        content.append(ContentImage(image=str(image)))
-    content.append(ContentText(text=text))
-    return [ChatMessageUser(content=content)]
+def user_turn(images: list[ContentImage], text: str) -> list[ChatMessage]:
+    """A one-message conversation: a user turn with `images`, then `text` (benchmarks, defenses, judges)."""
+    return [ChatMessageUser(content=[*images, ContentText(text=text)])]
+
+
+def image_prompt(image: Path | str | None, text: str) -> list[ChatMessage]:
+    """The single user turn every benchmark here uses: the image (file path), then the text."""
+    return user_turn([] if image is None else [ContentImage(image=str(image))], text)
 
 
 def source_metadata(ref: RecordRef, image_field: str = "image") -> dict[str, Any]:

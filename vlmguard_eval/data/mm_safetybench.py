@@ -19,6 +19,7 @@ from .common import (
     DataError,
     RecordRef,
     broken_sample,
+    choose,
     image_prompt,
     read_json,
     require_fields,
@@ -59,17 +60,6 @@ FIELDS: dict[str, type] = {
     "Rephrased Question": str,
     "Rephrased Question(SD)": str,
 }
-
-
-def choose(value: str | Iterable[str] | None, valid: tuple[str, ...], what: str) -> list[str]:
-    """Normalise a task parameter naming one, several (list or comma text) or 'all' of `valid`."""
-    if value is None or value == "all":
-        return list(valid)
-    names = [v.strip() for v in value.split(",")] if isinstance(value, str) else [str(v) for v in value]
-    unknown = [n for n in names if n not in valid]
-    if unknown:
-        raise ValueError(f"unknown {what} {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}")
-    return names
 
 
 def locate(data_dir: str | Path | None, hub_repo: str | None) -> Path:

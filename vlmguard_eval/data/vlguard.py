@@ -20,6 +20,7 @@ from .common import (
     DataError,
     RecordRef,
     broken_sample,
+    choose,
     image_prompt,
     read_json,
     require_fields,
@@ -27,7 +28,6 @@ from .common import (
     source_metadata,
     user_path,
 )
-from .mm_safetybench import choose
 
 HUB_REPO = "ys-zong/VLGuard"
 SUBSETS: tuple[str, ...] = ("unsafes", "safe_unsafes", "safe_safes")
