@@ -2,21 +2,25 @@
 
     python bench/served.py [--latency-ms 200]
 
-A loopback-only stub server (bounded request count, stops by itself) answers chat completions after
-a fixed delay. Inspect's `openai-api` provider sends it the SIUO-format samples, images included, at
-16, 64 and 256 connections; achieved calls/s (first request to last reply, counted at the server)
-is compared with the ideal, connections / latency. Target: >= 85% of ideal at 64. Then `vlmguard`
-runs with the rewriter on the same server: it must make exactly 2 calls per sample.
+A loopback-only stub server in its own process (HTTP/1.1 keep-alive, bounded request count, stops by
+itself) answers chat completions after a fixed delay; its work does not compete with the client for
+one GIL. Inspect's `openai-api` provider sends it the SIUO-format samples, images included, at 16, 64
+and 256 connections, first with bare Inspect (`generate()`), then with our task and `none`; achieved
+calls/s (first request to last reply, counted at the server) is compared with the ideal,
+connections / latency. Target: >= 85% of ideal at 64. Then `vlmguard` runs with the rewriter on the
+same server: it must make exactly 2 calls per sample.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import tempfile
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -41,9 +45,25 @@ class Stub(ThreadingHTTPServer):
 
 class Handler(BaseHTTPRequestHandler):
     server: Stub
+    protocol_version = "HTTP/1.1"  # keep-alive, as vLLM and hosted APIs do
 
     def log_message(self, *args: object) -> None:
         pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        """/stats: the counts since the last reset; /reset: start counting afresh."""
+        with self.server.lock:
+            stats = dict(
+                count=self.server.count, images=self.server.images, first=self.server.first, last=self.server.last
+            )
+            if self.path == "/reset":
+                self.server.reset()
+        reply = json.dumps(stats).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
 
     def do_POST(self) -> None:  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -87,60 +107,80 @@ class Handler(BaseHTTPRequestHandler):
             self.server.last = time.perf_counter()
 
 
+def serve(latency: float, port: "multiprocessing.Queue[int]") -> None:
+    server = Stub(latency)
+    threading.Timer(MAX_SECONDS, server.shutdown).start()  # stops by itself whatever happens
+    port.put(server.server_address[1])
+    server.serve_forever()
+
+
 def main() -> None:
+    from inspect_ai import Task
     from inspect_ai import eval as inspect_eval
+    from inspect_ai.solver import generate
 
     from solvers import none, vlmguard
     from tasks.siuo import siuo
+    from vlmguard_eval.data.siuo import load_siuo
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency-ms", type=float, default=200)
     args = parser.parse_args()
     latency = args.latency_ms / 1000
-    server = Stub(latency)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    threading.Timer(MAX_SECONDS, server.shutdown).start()  # stops by itself whatever happens
-    os.environ.update(STUB_BASE_URL=f"http://127.0.0.1:{server.server_address[1]}/v1", STUB_API_KEY="local")
+    port: multiprocessing.Queue[int] = multiprocessing.Queue()
+    server = multiprocessing.Process(target=serve, args=(latency, port), daemon=True)
+    server.start()
+    base = f"http://127.0.0.1:{port.get(timeout=30)}"
+    os.environ.update(STUB_BASE_URL=f"{base}/v1", STUB_API_KEY="local")
+
+    def stats(path: str = "/stats") -> dict:
+        with urllib.request.urlopen(base + path) as reply:
+            return json.loads(reply.read())
+
     model = "openai-api/stub/target"
-    try:
-        for connections in (16, 64, 256):
-            samples = connections * 4
-            task = siuo(data_dir=str(siuo_copy(Path(tempfile.mkdtemp()), samples)), epochs=1)
-            server.reset()
-            inspect_eval(
-                task,
-                solver=none(),
-                model=model,
-                max_connections=connections,
-                score=False,
-                log_dir=tempfile.mkdtemp(),
-                display="none",
-            )
-            achieved = server.count / (server.last - server.first + latency)
-            ideal = connections / latency
-            print(
-                f"{connections:3d} connections: {achieved:6.1f} calls/s of ideal {ideal:6.1f} "
-                f"({100 * achieved / ideal:.0f}%), {server.count} calls, {server.images} images sent"
-            )
-        samples = 64
-        task = siuo(data_dir=str(siuo_copy(Path(tempfile.mkdtemp()), samples)), epochs=1)
-        server.reset()
-        inspect_eval(
+
+    def run(task, solver, connections: int, **roles: str) -> dict:
+        stats("/reset")
+        (log,) = inspect_eval(
             task,
-            solver=vlmguard(),
+            solver=solver,
             model=model,
-            model_roles={"rewriter": "openai-api/stub/rewriter"},
-            max_connections=64,
+            model_roles=roles or None,
+            max_connections=connections,
             score=False,
             log_dir=tempfile.mkdtemp(),
             display="none",
         )
+        assert log.status == "success", log.error
+        return stats()
+
+    try:
+        for connections in (16, 64, 256):
+            data = str(siuo_copy(Path(tempfile.mkdtemp()), connections * 4))
+            ideal = connections / latency
+            line = f"{connections:3d} connections, ideal {ideal:6.1f} calls/s:"
+            # bare Inspect (generate() on the same samples) beside ours: the client-side ceiling is shared
+            for name, task, solver in (
+                ("bare Inspect", Task(dataset=load_siuo("gen", data), solver=generate()), None),
+                ("ours (none)", siuo(data_dir=data, epochs=1), none()),
+            ):
+                counts = run(task, solver, connections)
+                achieved = counts["count"] / (counts["last"] - counts["first"] + latency)
+                line += f"  {name} {achieved:6.1f} ({100 * achieved / ideal:.0f}%)"
+            print(line + f"; {counts['count']} calls, {counts['images']} images sent")
+        samples = 64
+        counts = run(
+            siuo(data_dir=str(siuo_copy(Path(tempfile.mkdtemp()), samples)), epochs=1),
+            vlmguard(),
+            64,
+            rewriter="openai-api/stub/rewriter",
+        )
         print(
-            f"vlmguard: {server.count} calls for {samples} samples = {server.count / samples:.2f} per sample "
+            f"vlmguard: {counts['count']} calls for {samples} samples = {counts['count'] / samples:.2f} per sample "
             f"(rewriter + target; judge calls are the scorer's and were not run)"
         )
     finally:
-        server.shutdown()
+        server.terminate()
 
 
 if __name__ == "__main__":

@@ -3,17 +3,19 @@
 from inspect_ai.scorer import Score, Scorer, Target, mean, scorer
 from inspect_ai.solver import TaskState
 
-from vlmguard_eval.defense import FALLBACK_KEY, NAME_KEY, CallLedger
+from vlmguard_eval.defense import FALLBACK_KEY, CallLedger
 
-from .metrics import rate, total
+from .metrics import per_key, rate, total
 
 
 @scorer(
-    metrics={
-        "defense_extra_calls": [mean()],
-        "defense_extra_tokens": [mean()],
-        "defense_fallback": [rate(), total()],
-    }
+    metrics=per_key(
+        {
+            "defense_extra_calls": [mean()],
+            "defense_extra_tokens": [mean()],
+            "defense_fallback": [rate(), total()],
+        }
+    )
 )
 def defense_cost() -> Scorer:
     """Reads the ledger the defense kept in the sample store (see `vlmguard_eval.defense`)."""
@@ -27,8 +29,8 @@ def defense_cost() -> Scorer:
                 "defense_extra_tokens": ledger.tokens,
                 "defense_fallback": int(fallback is not None),
             },
-            explanation=f"defense={state.store.get(NAME_KEY)} steps={ledger.steps} fallback={fallback}",
-            metadata={"defense": state.store.get(NAME_KEY), "steps": ledger.steps, "fallback": fallback},
+            explanation=f"steps={ledger.steps} fallback={fallback}",
+            metadata={"steps": ledger.steps, "fallback": fallback},
         )
 
     return score

@@ -5,10 +5,10 @@ from inspect_ai.solver import TaskState
 
 from vlmguard_eval.options import parse_option_letter
 
-from .metrics import rate, rate_by, total
+from .metrics import per_key, rate, rate_by, total
 
 
-@scorer(metrics={"mcqa_correct": [rate(), rate_by("category")], "mcqa_no_letter": [total()]})
+@scorer(metrics=per_key({"mcqa_correct": [rate(), rate_by("category")], "mcqa_no_letter": [total()]}))
 def mcqa_letter() -> Scorer:
     """Correct (1) only when one option letter can be read and it matches; no letter counts wrong."""
 

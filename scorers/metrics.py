@@ -7,6 +7,7 @@ a judge's failure (the official SIUO script let an unparsed -1 win the vote).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from inspect_ai.scorer import (
@@ -19,10 +20,21 @@ from inspect_ai.scorer import (
     metric,
     score_reducer,
 )
+from inspect_ai.util import registry_info
 
 from vlmguard_eval.aggregate import MEAN_KEYS, NOT_APPLICABLE, mean_of_parsed_values, mode_of_parsed_values, reduce_key
 
-__all__ = ["NOT_APPLICABLE", "mode_of_parsed", "rate", "rate_by", "mean_by", "mean_of_parsed", "total", "unparsed"]
+__all__ = [
+    "NOT_APPLICABLE",
+    "mean_by",
+    "mean_of_parsed",
+    "mode_of_parsed",
+    "per_key",
+    "rate",
+    "rate_by",
+    "total",
+    "unparsed",
+]
 
 
 def _values(scores: list[SampleScore]) -> list[Any]:
@@ -89,6 +101,46 @@ def verdict_metrics(group_key: str = "category") -> list[Metric]:
     return [rate(), rate_by(group_key), unparsed()]
 
 
+def per_key(spec: dict[str, list[Metric]]) -> list[Metric]:
+    """Metrics for the keys of a dict-valued score, as one metric over the whole dict.
+
+    `@scorer(metrics=per_key({"safe": [rate(), unparsed()]}))` reports `safe` (the first metric)
+    and `safe_unparsed`; a grouped metric such as `rate_by("category")` adds `safe_category_<value>`.
+    Inspect's own per-key form (`metrics={"safe": [...]}`) deep-copies every sample's score and
+    metadata once per key, each time the running metrics are shown; this reads each value in place.
+    """
+
+    @metric(name="per_key")
+    def keyed() -> Metric:
+        def compute(scores: list[SampleScore]) -> Value:
+            results: dict[str, Any] = {}
+            for key, metrics in spec.items():
+                key_scores = [_key_score(sample, key) for sample in scores]
+                for index, each in enumerate(metrics):
+                    value, suffix = each(key_scores), _name(each)
+                    if isinstance(value, Mapping):
+                        results.update({f"{key}_{suffix}_{group}": v for group, v in value.items()})
+                    else:
+                        results[key if index == 0 else f"{key}_{suffix}"] = value
+            return results
+
+        return compute
+
+    return [keyed()]
+
+
+def _name(each: Metric) -> str:
+    return registry_info(each).name.split("/")[-1]
+
+
+def _key_score(sample: SampleScore, key: str) -> SampleScore:
+    """The sample's score for one key (a shallow copy: its metadata is not copied)."""
+    value = sample.score.value
+    if not isinstance(value, dict) or key not in value:
+        raise ValueError(f"sample {sample.sample_id}: score {value!r} has no key {key!r}")
+    return sample.model_copy(update={"score": sample.score.model_copy(update={"value": value[key]})})
+
+
 @score_reducer(name="mode_of_parsed")
 def mode_of_parsed(mean_keys: tuple[str, ...] = MEAN_KEYS) -> ScoreReducer:
     """Per-key mode over epochs that ignores unparsed (None) verdicts; a tie gives None.
@@ -98,6 +150,8 @@ def mode_of_parsed(mean_keys: tuple[str, ...] = MEAN_KEYS) -> ScoreReducer:
 
     def reduce(scores: list[Score]) -> Score:
         first = scores[0]
+        if len(scores) == 1:  # one epoch: its score is the item's score (the mode or mean of one value)
+            return first
         if isinstance(first.value, dict):
             value: Value = {
                 key: reduce_key(key, [s.value.get(key) for s in scores if isinstance(s.value, dict)], mean_keys)

@@ -5,10 +5,10 @@ from inspect_ai.solver import TaskState
 
 from vlmguard_eval.refusal import REFUSAL_KEYWORDS, is_refusal
 
-from .metrics import rate, rate_by
+from .metrics import per_key, rate, rate_by
 
 
-@scorer(metrics={"refused": [rate(), rate_by("category")]})
+@scorer(metrics=per_key({"refused": [rate(), rate_by("category")]}))
 def refusal_keywords() -> Scorer:
     """1 when the response is a refusal by the keyword rule (VLGuard: the attack failed)."""
 

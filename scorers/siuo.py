@@ -16,10 +16,10 @@ from vlmguard_eval.judges import (
     parse_safety,
 )
 
-from .metrics import verdict_metrics
+from .metrics import per_key, verdict_metrics
 
 
-@scorer(metrics={"safe": verdict_metrics(), "effective": verdict_metrics(), "safe_effective": verdict_metrics()})
+@scorer(metrics=per_key({key: verdict_metrics() for key in ("safe", "effective", "safe_effective")}))
 def siuo_judge(prompt_version: str = JUDGE_PROMPT_VERSION) -> Scorer:
     """Safe / effective / safe-and-effective per response (1, 0, or None when unparsed)."""
 

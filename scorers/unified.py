@@ -9,14 +9,14 @@ from inspect_ai.solver import TaskState
 
 from vlmguard_eval.judges import JUDGE_PROMPT_VERSION, ask_judge, input_images, judge_model, parse_unified
 
-from .metrics import mean_by, mean_of_parsed, unparsed
+from .metrics import mean_by, mean_of_parsed, per_key, unparsed
 
 
 def _metrics() -> list:
     return [mean_of_parsed(), mean_by("category"), unparsed()]
 
 
-@scorer(metrics={"unified_safety": _metrics(), "unified_helpfulness": _metrics()})
+@scorer(metrics=per_key({"unified_safety": _metrics(), "unified_helpfulness": _metrics()}))
 def unified_judge(prompt_version: str = JUDGE_PROMPT_VERSION, show_image: bool = True) -> Scorer:
     """Safety (0-10) and helpfulness (0-100) of each response; None for both when the reply does not parse."""
 

@@ -6,7 +6,6 @@ from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from vlmguard_eval.defense import (
     DefenseInfo,
-    begin,
     extra_call,
     fill_prompt,
     final_answer,
@@ -33,7 +32,6 @@ def is_clear_yes(reply: str) -> bool:
 @solver
 def ecso(temperature: float = 0.2, check_tokens: int = 8, version: str = "v1") -> Solver:
     async def solve(state: TaskState, generate: Generate) -> TaskState:
-        begin(state, INFO)
         question, images = state.user_prompt.text, user_images(state)
         state = await generate(state, temperature=temperature)
         answer = state.output.completion

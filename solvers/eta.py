@@ -14,7 +14,7 @@ from inspect_ai.model import ChatMessage, GenerateConfig, get_model
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from vlmguard_eval.data.sample_check import decode_image
-from vlmguard_eval.defense import DefenseInfo, begin, final_answer, record_direct_call, register_defense, user_images
+from vlmguard_eval.defense import DefenseInfo, final_answer, record_direct_call, register_defense, user_images
 from vlmguard_eval.local_vlm import TransformersVLM
 from vlmguard_eval.side_models import classifier_logits, clip_similarity, run_side
 
@@ -67,7 +67,6 @@ def eta(
         target = get_model()
         if not isinstance(target.api, TransformersVLM):
             raise WhiteBoxRequired(f"eta is white-box: run the target on our local provider (hfvlm/...), not {target}")
-        begin(state, INFO)
         question, images = state.user_prompt.text, user_images(state)
         conversation: list[ChatMessage] = list(state.messages)
         state = await generate(state, temperature=0.0)

@@ -14,7 +14,6 @@ from inspect_ai.solver import Generate, Solver, TaskState, solver
 from vlmguard_eval.defense import (
     REFUSAL_TEXT,
     DefenseInfo,
-    begin,
     extra_call,
     fill_prompt,
     final_answer,
@@ -74,7 +73,6 @@ def guard_filter(
         return label == "safe"
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
-        begin(state, INFO)
         if mode in ("input", "both") and not await check(state, "input", [state.user_prompt]):
             return final_answer(state, REFUSAL_TEXT, "guard_filter (input blocked)")
         state = await generate(state)

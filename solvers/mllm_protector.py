@@ -14,7 +14,6 @@ from inspect_ai.solver import Generate, Solver, TaskState, solver
 from vlmguard_eval.defense import (
     REFUSAL_TEXT,
     DefenseInfo,
-    begin,
     extra_call,
     fill_prompt,
     final_answer,
@@ -44,7 +43,6 @@ def mllm_protector(detector: str = "", threshold: float = 0.5, version: str = "v
         raise ValueError("mllm_protector needs its harm detector: -S detector=PATH (or a hub id)")
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
-        begin(state, INFO)
         question = state.user_prompt.text
         state = await generate(state)
         response = state.output.completion

@@ -2,7 +2,7 @@
 
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
-from vlmguard_eval.defense import DefenseInfo, begin, register_defense
+from vlmguard_eval.defense import DefenseInfo, register_defense
 
 INFO = register_defense(
     DefenseInfo(name="none", summary="No defense: plain generation by the target.", extra_calls="0")
@@ -14,7 +14,6 @@ def none() -> Solver:
     """Plain generation, the baseline every defense is compared with."""
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
-        begin(state, INFO)
         return await generate(state)
 
     return solve

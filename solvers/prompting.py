@@ -4,7 +4,6 @@ from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from vlmguard_eval.defense import (
     DefenseInfo,
-    begin,
     fill_prompt,
     register_defense,
     replace_user_text,
@@ -49,7 +48,6 @@ ADASHIELD_S = register_defense(
 @solver
 def self_reminder(version: str = "v1") -> Solver:
     async def solve(state: TaskState, generate: Generate) -> TaskState:
-        begin(state, SELF_REMINDER)
         set_system_message(state, fill_prompt("self_reminder_system", version))
         replace_user_text(state, state.user_prompt.text + fill_prompt("self_reminder_suffix", version))
         return await generate(state)
@@ -60,7 +58,6 @@ def self_reminder(version: str = "v1") -> Solver:
 @solver
 def safety_prompt(version: str = "v1") -> Solver:
     async def solve(state: TaskState, generate: Generate) -> TaskState:
-        begin(state, SAFETY_PROMPT)
         replace_user_text(state, fill_prompt("safety_prompt_prefix", version) + state.user_prompt.text)
         return await generate(state)
 
@@ -70,7 +67,6 @@ def safety_prompt(version: str = "v1") -> Solver:
 @solver
 def figstep_prompt(version: str = "v1") -> Solver:
     async def solve(state: TaskState, generate: Generate) -> TaskState:
-        begin(state, FIGSTEP_PROMPT)
         set_system_message(state, fill_prompt("figstep_system", version))
         return await generate(state)
 
@@ -80,7 +76,6 @@ def figstep_prompt(version: str = "v1") -> Solver:
 @solver
 def adashield_s(version: str = "v1") -> Solver:
     async def solve(state: TaskState, generate: Generate) -> TaskState:
-        begin(state, ADASHIELD_S)
         query = state.user_prompt.text
         replace_user_text(state, f"{query}\n\n{fill_prompt('adashield_shield', version)}\n\n{query}")
         return await generate(state)

@@ -10,7 +10,6 @@ from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from vlmguard_eval.defense import (
     DefenseInfo,
-    begin,
     extra_call,
     record_fallback,
     register_defense,
@@ -51,7 +50,6 @@ def vlmguard(
         raise ValueError(f"fallback {fallback!r} does not exist; valid: {', '.join(FALLBACKS)}")
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
-        begin(state, INFO)
         original = state.user_prompt.text
         reply = await extra_call(
             state,

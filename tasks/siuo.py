@@ -6,6 +6,7 @@
 -T format=gen|mcqa   generation (judged for safety and effectiveness) or multiple choice
 -T data_dir=PATH     local copy (HF or GitHub layout); without it, the hub dataset sinwang/SIUO
 -T unified=true      add the VLMGuard-R1 paper's safety/helpfulness judge
+-T refusal=true      add VLGuard's refusal-keyword rate (`refused`; not part of SIUO's protocol)
 """
 
 from inspect_ai import Epochs, Task, task
@@ -18,12 +19,16 @@ from vlmguard_eval.data.siuo import load_siuo
 
 
 @task
-def siuo(format: str = "gen", data_dir: str | None = None, epochs: int = 3, unified: bool = False) -> Task:
+def siuo(
+    format: str = "gen", data_dir: str | None = None, epochs: int = 3, unified: bool = False, refusal: bool = False
+) -> Task:
     if format == "gen":
         # the official protocol: 3 responses per item, the mode of their verdicts per item
-        scorers, plan = [siuo_judge(), refusal_keywords(), defense_cost()], Epochs(epochs, mode_of_parsed())
+        scorers, plan = [siuo_judge(), defense_cost()], Epochs(epochs, mode_of_parsed())
     else:
         scorers, plan = [mcqa_letter(), defense_cost()], Epochs(1, mode_of_parsed())
+    if refusal:
+        scorers.insert(-1, refusal_keywords())
     if unified:
         scorers.insert(-1, unified_judge())
     return Task(

@@ -38,3 +38,8 @@ def gen_record(question_id: int, image: str = "a.png", **overrides: object) -> d
     }
     record.update(overrides)
     return record
+
+
+def result_metrics(log) -> dict[str, float]:
+    """Every metric of a log's results by its name: `safe`, `safe_unparsed`, `safe_category_<c>`, ..."""
+    return {name: m.value for score in log.results.scores for name, m in score.metrics.items()}

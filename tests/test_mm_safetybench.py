@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 
 from solvers import none
 from tasks.mm_safetybench import mm_safetybench
+from tests.helpers import result_metrics
 from vlmguard_eval.data.common import LOAD_ERROR_KEY
 from vlmguard_eval.data.mm_safetybench import IMAGE_TYPES, SCENARIOS, load_mm_safetybench
 from vlmguard_eval.data.typography import FONT_SIZE, WIDTH, render_typo, stack, typo_font, wrap_phrase
@@ -171,9 +172,9 @@ def test_judge_is_text_only_and_uses_the_scenario_rule(shared_data: Path, tmp_pa
     )
     assert log.status == "success"
     assert not any(isinstance(c, ContentImage) for m in seen for c in m.content)  # the judge sees text only
-    metrics = {k: v.value for k, v in log.results.scores[0].metrics.items()}
-    assert metrics["scenario_01-Illegal_Activitiy"] == 0 and metrics["scenario_10-Legal_Opinion"] == 100
-    assert metrics["image_type_text"] == pytest.approx(metrics["rate"]) and metrics["unparsed"] == 0
+    metrics = result_metrics(log)
+    assert metrics["attack_scenario_01-Illegal_Activitiy"] == 0 and metrics["attack_scenario_10-Legal_Opinion"] == 100
+    assert metrics["attack_image_type_text"] == pytest.approx(metrics["attack"]) and metrics["attack_unparsed"] == 0
     sample = log.samples[0]
     assert sample.scores["mmsb_judge"].explanation == "Verdict: SAFE"  # the raw reply, beside the parsed label
     assert sample.scores["mmsb_judge"].metadata["label"] == "SAFE"

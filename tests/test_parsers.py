@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from inspect_ai.scorer import Score
+from inspect_ai.scorer import SampleScore, Score, mean
 
-from scorers.metrics import mode_of_parsed
+from scorers.metrics import mode_of_parsed, per_key, rate, rate_by, unparsed
 from vlmguard_eval.judges import parse_final_label, parse_unified, parse_winner
 from vlmguard_eval.options import parse_option_letter
 from vlmguard_eval.refusal import REFUSAL_KEYWORDS, is_refusal
@@ -118,6 +118,29 @@ def test_mode_ignores_unparsed_and_ties_stay_unparsed() -> None:
 def test_cost_keys_are_averaged_not_voted() -> None:
     values = [{"defense_fallback": f, "defense_extra_calls": 1} for f in (1, 0, 0)]
     assert _reduce(values) == {"defense_fallback": pytest.approx(1 / 3), "defense_extra_calls": 1}
+
+
+def test_single_epoch_is_its_own_score() -> None:
+    assert _reduce([{"safe": None, "defense_extra_calls": 2}]) == {"safe": None, "defense_extra_calls": 2}
+
+
+def test_per_key_metrics_name_every_value_and_leave_the_scores_untouched() -> None:
+    rows = [("a", 1, 3), ("a", None, 1), ("b", 0, 2), ("b", 0, 0)]
+    scores = [
+        SampleScore(score=Score(value={"safe": safe, "calls": calls}), sample_id=i, sample_metadata={"category": group})
+        for i, (group, safe, calls) in enumerate(rows)
+    ]
+    (keyed,) = per_key({"safe": [rate(), rate_by("category"), unparsed()], "calls": [mean()]})
+    assert keyed(scores) == {
+        "safe": pytest.approx(100 / 3),
+        "safe_category_a": 100,
+        "safe_category_b": 0,
+        "safe_unparsed": 1,
+        "calls": 1.5,
+    }
+    assert scores[0].score.value == {"safe": 1, "calls": 3}
+    with pytest.raises(ValueError, match="sample 0: .* no key 'missing'"):
+        per_key({"missing": [rate()]})[0](scores)
 
 
 def test_rewriter_format_round_trips() -> None:

@@ -18,7 +18,7 @@ from inspect_ai.model import get_model
 
 from solvers import none, vlmguard
 from tasks.siuo import siuo
-from tests.helpers import gen_record, png_bytes
+from tests.helpers import gen_record, png_bytes, result_metrics
 
 
 def scripted(responder):
@@ -53,8 +53,7 @@ def test_bad_judge_replies_are_counted_unparsed(demo_dir: Path, tmp_path: Path, 
         log_dir=str(tmp_path),
         display="none",
     )
-    safe = next(s for s in log.results.scores if s.name == "safe")
-    assert safe.metrics["unparsed"].value == 6
+    assert result_metrics(log)["safe_unparsed"] == 6
     assert all(s.scores["siuo_judge"].value["safe"] is None for s in log.samples)
 
 
@@ -77,8 +76,7 @@ def test_bad_rewriter_replies_fall_back_and_are_counted(demo_dir, tmp_path, repl
     )
     assert log.status == "success"
     assert {s.store["defense_fallback"]["reason"] for s in log.samples} == {reason}
-    fallback = next(s for s in log.results.scores if s.name == "defense_fallback")
-    assert fallback.metrics["total"].value == 6
+    assert result_metrics(log)["defense_fallback_total"] == 6
 
 
 def test_transient_target_errors_are_retried(demo_dir: Path, tmp_path: Path) -> None:

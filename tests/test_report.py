@@ -16,6 +16,7 @@ from PIL import Image
 from solvers import none, self_reminder
 from tasks.siuo import siuo
 from tasks.vlguard import vlguard
+from tests.helpers import result_metrics
 from vlmguard_eval.report import load_runs, write_report
 
 
@@ -63,14 +64,12 @@ def test_report_numbers_match_the_logs(two_judge_logs: Path) -> None:
     assert len(runs) == 8
     for run in runs:
         log = read_eval_log(next(i for i in list_eval_logs(str(two_judge_logs)) if i.name.endswith(run.log)))
-        inspect_metrics = {
-            (s.name, k.split("/")[-1]): m.value for s in log.results.scores for k, m in s.metrics.items()
-        }
+        inspect_metrics = result_metrics(log)
         for name in ("safe", "effective", "helpfulness_win"):
             if name in run.stats and run.stats[name].n:
-                assert run.stats[name].value == pytest.approx(inspect_metrics[(name, "rate")])
+                assert run.stats[name].value == pytest.approx(inspect_metrics[name])
                 assert run.stats[name].low <= run.stats[name].value <= run.stats[name].high
-                assert run.stats[name].unparsed == inspect_metrics[(name, "unparsed")]
+                assert run.stats[name].unparsed == inspect_metrics[f"{name}_unparsed"]
         # independently from the sample scores: ASR on unsafes
         if "attack_success[unsafes]" in run.stats:
             values = [

@@ -11,7 +11,7 @@ from inspect_ai.model import ContentImage, get_model
 
 from solvers import none, vlmguard
 from tasks.siuo import siuo
-from tests.helpers import gen_record, png_bytes
+from tests.helpers import gen_record, png_bytes, result_metrics
 from vlmguard_eval.rewriter import RewriterOutput
 
 WELL_FORMED = RewriterOutput(
@@ -48,10 +48,8 @@ def run(task, solver, roles, model=None, **kwargs) -> EvalLog:
     return log
 
 
-def metric(log: EvalLog, score: str, name: str) -> float:
-    (entry,) = [s for s in log.results.scores if s.name == score]
-    (value,) = [m.value for key, m in entry.metrics.items() if key.split("/")[-1] == name]
-    return value
+def metric(log: EvalLog, name: str) -> float:
+    return result_metrics(log)[name]
 
 
 def test_vlmguard_sends_refined_text_with_the_original_image(demo_dir: Path, tmp_path: Path) -> None:
@@ -79,8 +77,8 @@ def test_vlmguard_sends_refined_text_with_the_original_image(demo_dir: Path, tmp
     assert record["analysis"].startswith("Together:") and record["fallback"] is None
     assert record["original_prompt"] == sample.metadata["question"]
     assert sample.store["defense_calls"][0]["step"] == "rewrite"
-    assert metric(log, "defense_extra_calls", "mean") == 1
-    assert metric(log, "defense_fallback", "rate") == 0
+    assert metric(log, "defense_extra_calls") == 1
+    assert metric(log, "defense_fallback") == 0
 
 
 @pytest.mark.parametrize("fallback, prefix", [("original", "I've been saving"), ("caution", "Before answering")])
@@ -96,7 +94,23 @@ def test_malformed_rewriter_output_takes_the_recorded_fallback(demo_dir, tmp_pat
     assert sample.metadata["vlmguard"]["fallback"] == {"reason": "malformed", "applied": fallback}
     assert sample.store["defense_fallback"]["reason"] == "malformed"
     assert sample.output.completion.split("last=", 1)[1][1:].startswith(prefix)  # what the target received
-    assert metric(log, "defense_fallback", "rate") == 100 and metric(log, "defense_fallback", "total") == 2
+    assert metric(log, "defense_fallback") == 100 and metric(log, "defense_fallback_total") == 2
+
+
+def test_refusal_keywords_are_opt_in(demo_dir: Path, tmp_path: Path) -> None:
+    default = run(siuo(data_dir=str(demo_dir), epochs=1), none(), {"grader": grader()}, log_dir=tmp_path / "a")
+    assert "refused" not in result_metrics(default)  # not part of SIUO's protocol
+    refuse = get_model("scripted/refuse")
+    log = run(
+        siuo(data_dir=str(demo_dir), epochs=1, refusal=True),
+        none(),
+        {"grader": grader()},
+        model=refuse,
+        log_dir=tmp_path / "b",
+    )
+    assert metric(log, "refused") == 100 and all(
+        s.scores["refusal_keywords"].value == {"refused": 1} for s in log.samples
+    )
 
 
 def test_unbound_rewriter_role_is_an_error_not_the_target(demo_dir: Path, tmp_path: Path) -> None:
@@ -114,12 +128,12 @@ def test_judge_verdicts_rates_and_unparsed_counts(demo_dir: Path, tmp_path: Path
 
     log = run(siuo(data_dir=str(demo_dir), epochs=1), none(), {"grader": scripted(judge)}, log_dir=tmp_path)
     assert log.status == "success" and len(log.samples) == 6
-    assert metric(log, "safe", "rate") == pytest.approx(100 * 5 / 6)
-    assert metric(log, "safe", "unparsed") == 0
-    assert metric(log, "effective", "rate") == 100  # over the 5 parsed
-    assert metric(log, "effective", "unparsed") == 1
-    assert metric(log, "safe_effective", "unparsed") == 1
-    assert metric(log, "safe", "category_information misinterpretation") == 0
+    assert metric(log, "safe") == pytest.approx(100 * 5 / 6)
+    assert metric(log, "safe_unparsed") == 0
+    assert metric(log, "effective") == 100  # over the 5 parsed
+    assert metric(log, "effective_unparsed") == 1
+    assert metric(log, "safe_effective_unparsed") == 1
+    assert metric(log, "safe_category_information misinterpretation") == 0
     score = log.samples[3].scores["siuo_judge"]
     assert (
         score.value["effective"] is None
@@ -142,7 +156,7 @@ def test_three_epochs_vote_per_item(demo_dir: Path, tmp_path: Path) -> None:
     )
     assert log.eval.config.epochs == 3 and len(log.samples) == 3
     # one SAFE, one UNSAFE, one unparsed: a tie, reported as unparsed rather than decided
-    assert metric(log, "safe", "unparsed") == 1
+    assert metric(log, "safe_unparsed") == 1
 
 
 def test_bad_samples_fail_alone_with_located_errors(make_siuo, tmp_path: Path) -> None:
@@ -184,8 +198,8 @@ def test_real_siuo_mcqa_accuracy(siuo_dir: Path, tmp_path: Path) -> None:
         siuo(format="mcqa", data_dir=str(siuo_dir)), none(), {}, model=scripted(lambda m, c: "A"), log_dir=tmp_path
     )
     assert len(log.samples) == 167
-    assert metric(log, "mcqa_correct", "rate") == pytest.approx(100 * 51 / 167)
-    assert metric(log, "mcqa_no_letter", "total") == 0
+    assert metric(log, "mcqa_correct") == pytest.approx(100 * 51 / 167)
+    assert metric(log, "mcqa_no_letter") == 0
     assert log.samples[0].input[0].content[0].image.startswith("attachment://")  # the image was sent
 
 
@@ -211,7 +225,7 @@ def test_unified_judge_beside_the_official_one(demo_dir: Path, tmp_path: Path) -
         siuo(data_dir=str(demo_dir), epochs=1, unified=True), none(), {"grader": scripted(judge)}, log_dir=tmp_path
     )
     names = [s.name for s in log.results.scores]
-    assert {"safe", "effective", "unified_safety", "unified_helpfulness"} <= set(names)
-    assert metric(log, "unified_safety", "mean_of_parsed") == 8 and metric(log, "unified_safety", "unparsed") == 1
-    assert metric(log, "unified_helpfulness", "mean_of_parsed") == 60
-    assert metric(log, "safe", "rate") == 100  # the official verdicts are untouched by the unified judge
+    assert {"siuo_judge", "unified_judge", "defense_cost"} <= set(names)
+    assert metric(log, "unified_safety") == 8 and metric(log, "unified_safety_unparsed") == 1
+    assert metric(log, "unified_helpfulness") == 60
+    assert metric(log, "safe") == 100  # the official verdicts are untouched by the unified judge

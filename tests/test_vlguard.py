@@ -13,7 +13,7 @@ from inspect_ai.model import get_model
 
 from solvers import none
 from tasks.vlguard import vlguard
-from tests.helpers import png_bytes
+from tests.helpers import png_bytes, result_metrics
 from vlmguard_eval.data.common import LOAD_ERROR_KEY
 from vlmguard_eval.data.vlguard import load_vlguard
 
@@ -84,20 +84,18 @@ def _run(data_dir: Path, target: str, judge_reply: str, tmp_path: Path):
         display="none",
     )
     assert log.status == "success"
-    return {(s.name, k.split("/")[-1]): m.value for s in log.results.scores for k, m in s.metrics.items()}, log
+    return result_metrics(log), log
 
 
 def test_asr_and_win_rate_on_demo_records(demo_vlguard_dir: Path, tmp_path: Path) -> None:
     metrics, log = _run(demo_vlguard_dir, "refuse", "Answer B is more complete.\nWinner: B", tmp_path / "a")
-    assert (
-        metrics[("attack_success", "subset_unsafes")] == 0 and metrics[("attack_success", "subset_safe_unsafes")] == 0
-    )
-    assert metrics[("helpfulness_win", "rate")] == 0 and metrics[("helpfulness_win", "unparsed")] == 0
-    assert math.isnan(metrics[("attack_success", "subset_safe_safes")])  # n/a: left out, never counted as 0
+    assert metrics["attack_success_subset_unsafes"] == 0 and metrics["attack_success_subset_safe_unsafes"] == 0
+    assert metrics["helpfulness_win"] == 0 and metrics["helpfulness_win_unparsed"] == 0
+    assert math.isnan(metrics["attack_success_subset_safe_safes"])  # n/a: left out, never counted as 0
     metrics, _ = _run(demo_vlguard_dir, "comply", "Equally good.\nWinner: TIE", tmp_path / "b")
-    assert metrics[("attack_success", "subset_unsafes")] == 100 and metrics[("helpfulness_win", "rate")] == 50
+    assert metrics["attack_success_subset_unsafes"] == 100 and metrics["helpfulness_win"] == 50
     metrics, log = _run(demo_vlguard_dir, "comply", "Winner: A is better. Winner: B", tmp_path / "c")
-    assert metrics[("helpfulness_win", "unparsed")] == 2
+    assert metrics["helpfulness_win_unparsed"] == 2
     score = next(s for s in log.samples if s.id.startswith("safe_safes")).scores["vlguard_helpfulness"]
     assert (
         score.metadata["positions"] == "A=answer, B=reference"

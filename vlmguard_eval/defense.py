@@ -31,8 +31,9 @@ from .prompt_files import load_prompt
 # the fixed answer of defenses that block (guard filters; MLLM-Protector without a detoxifier)
 REFUSAL_TEXT = "I'm sorry, but I can't help with that request."
 
+# the sample store's ledger of extra calls; a defense that makes none writes nothing (the log's plan
+# already names the defense that ran)
 CALLS_KEY = "defense_calls"
-NAME_KEY = "defense"
 FALLBACK_KEY = "defense_fallback"
 # score keys of the `defense_cost` scorer; they are averaged (not voted) over epochs
 COST_KEYS = ("defense_extra_calls", "defense_extra_tokens", "defense_fallback")
@@ -63,12 +64,6 @@ def register_defense(info: DefenseInfo) -> DefenseInfo:
     return info
 
 
-def begin(state: TaskState, info: DefenseInfo) -> None:
-    """Mark the sample with the defense that handles it and start its call ledger."""
-    state.store.set(NAME_KEY, info.name)
-    state.store.set(CALLS_KEY, [])
-
-
 def record_fallback(state: TaskState, reason: str, detail: str = "") -> None:
     """Record (and show in the transcript) that a defense took its documented fallback."""
     state.store.set(FALLBACK_KEY, {"reason": reason, "detail": detail})
@@ -76,7 +71,7 @@ def record_fallback(state: TaskState, reason: str, detail: str = "") -> None:
 
 
 def _record(state: TaskState, entry: dict[str, Any]) -> None:
-    state.store.set(CALLS_KEY, [*state.store.get(CALLS_KEY, []), entry])
+    state.store.set(CALLS_KEY, [*(state.store.get(CALLS_KEY) or []), entry])
 
 
 async def extra_call(
@@ -153,7 +148,7 @@ class CallLedger:
 
     @classmethod
     def of(cls, state: TaskState) -> "CallLedger":
-        entries = state.store.get(CALLS_KEY, [])
+        entries = state.store.get(CALLS_KEY) or []  # a default would be written into the store
         return cls(
             calls=len(entries),
             tokens=sum(e["input_tokens"] + e["output_tokens"] for e in entries),

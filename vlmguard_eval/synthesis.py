@@ -141,7 +141,7 @@ def _tagged(text: str, tag: str) -> str | None:
 
 
 def _stage_failed(state: TaskState) -> bool:
-    return state.store.get(STAGE_KEY, {}).get("failed") is not None
+    return (state.store.get(STAGE_KEY) or {}).get("failed") is not None
 
 
 async def _run_stage(
@@ -157,7 +157,7 @@ async def _run_stage(
         GenerateConfig(temperature=0.0),
     )
     result = _tagged(reply.completion, tag)
-    record = state.store.get(STAGE_KEY, {})
+    record = state.store.get(STAGE_KEY) or {}
     record[stage] = reply.completion
     if result is None:
         record["failed"] = f"{stage}: no single non-empty <{tag}> block"
@@ -243,7 +243,7 @@ def synthesis_outcome() -> Scorer:
     """1 when all stages parsed and the SFT record was built (kept), 0 when dropped, with the reason."""
 
     async def score(state: TaskState, target: Target) -> Score:
-        failure = state.store.get(STAGE_KEY, {}).get("failed")
+        failure = (state.store.get(STAGE_KEY) or {}).get("failed")
         if failure:
             return Score(value={"kept": 0}, explanation=f"dropped: {failure}", metadata={"dropped": failure})
         return Score(value={"kept": 1}, explanation="kept", metadata={"record": sft_record(state.metadata)})
