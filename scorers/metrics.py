@@ -77,7 +77,7 @@ def mean_of_parsed() -> Metric:
 
 
 def rate_by(group_key: str) -> Metric:
-    """`rate` per value of a sample-metadata key, shown as `<key>_<value>` (e.g. `category_self-harm`)."""
+    """`rate` per value of a sample-metadata key; under `per_key`, shown as `safe_category_self-harm`."""
 
     @metric(name=group_key)
     def by_group() -> Metric:
@@ -87,7 +87,7 @@ def rate_by(group_key: str) -> Metric:
 
 
 def mean_by(group_key: str) -> Metric:
-    """`mean_of_parsed` per value of a sample-metadata key, shown as `mean_<key>_<value>`."""
+    """`mean_of_parsed` per value of a sample-metadata key (`unified_safety_mean_category_<value>`)."""
 
     @metric(name=f"mean_{group_key}")
     def by_group() -> Metric:
