@@ -101,9 +101,8 @@ def main() -> None:
         return score
 
     def once(task, solver) -> float:
-        start = (
-            time.process_time()
-        )  # CPU time of this process: the work is all CPU, and a busy neighbour's steal stays out
+        # CPU time of this process: the work is all CPU, and a busy neighbour's steal stays out
+        start = time.process_time()
         (log,) = inspect_eval(
             task,
             solver=solver,

@@ -50,6 +50,14 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
 
+    def reply_json(self, payload: dict) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def do_GET(self) -> None:  # noqa: N802
         """/stats: the counts since the last reset; /reset: start counting afresh."""
         with self.server.lock:
@@ -58,12 +66,7 @@ class Handler(BaseHTTPRequestHandler):
             )
             if self.path == "/reset":
                 self.server.reset()
-        reply = json.dumps(stats).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
+        self.reply_json(stats)
 
     def do_POST(self) -> None:  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -82,7 +85,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_error(503, "request budget spent")
             return
         time.sleep(self.server.latency)
-        reply = json.dumps(
+        self.reply_json(
             {
                 "id": "stub",
                 "object": "chat.completion",
@@ -97,12 +100,7 @@ class Handler(BaseHTTPRequestHandler):
                 ],
                 "usage": {"prompt_tokens": 20, "completion_tokens": 9, "total_tokens": 29},
             }
-        ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
+        )
         with self.server.lock:
             self.server.last = time.perf_counter()
 

@@ -140,8 +140,9 @@ def _tagged(text: str, tag: str) -> str | None:
     return found[0].strip() if len(found) == 1 and found[0].strip() else None
 
 
-def _stage_failed(state: TaskState) -> bool:
-    return (state.store.get(STAGE_KEY) or {}).get("failed") is not None
+def _stage_failure(state: TaskState) -> str | None:
+    """Why an earlier stage failed for this sample, or None."""
+    return (state.store.get(STAGE_KEY) or {}).get("failed")
 
 
 async def _run_stage(
@@ -202,7 +203,7 @@ def hindsight_analysis() -> Solver:
 @solver
 def causal_analysis() -> Solver:
     async def solve(state: TaskState, generate: Generate) -> TaskState:
-        if not _stage_failed(state):
+        if _stage_failure(state) is None:
             fields = {"prompt": state.metadata["prompt"], "hindsight": state.metadata["hindsight"]}
             state.metadata["risk_report"] = await _run_stage(state, "causal", "synth_causal", "risk_report", fields)
         return state
@@ -213,7 +214,7 @@ def causal_analysis() -> Solver:
 @solver
 def prompt_optimization() -> Solver:
     async def solve(state: TaskState, generate: Generate) -> TaskState:
-        if not _stage_failed(state):
+        if _stage_failure(state) is None:
             fields = {"prompt": state.metadata["prompt"], "risk_report": state.metadata["risk_report"]}
             state.metadata["refined_prompt"] = await _run_stage(
                 state, "optimize", "synth_optimize", "refined_prompt", fields
@@ -243,7 +244,7 @@ def synthesis_outcome() -> Scorer:
     """1 when all stages parsed and the SFT record was built (kept), 0 when dropped, with the reason."""
 
     async def score(state: TaskState, target: Target) -> Score:
-        failure = (state.store.get(STAGE_KEY) or {}).get("failed")
+        failure = _stage_failure(state)
         if failure:
             return Score(value={"kept": 0}, explanation=f"dropped: {failure}", metadata={"dropped": failure})
         return Score(value={"kept": 1}, explanation="kept", metadata={"record": sft_record(state.metadata)})
