@@ -2,14 +2,17 @@
 
 Inspect runs samples concurrently and each calls `generate` on its own; a GPU is only used well
 when those calls share one forward pass. Requests wait at most `max_wait_s` for company, a batch
-never exceeds `max_batch`, and one batch runs at a time (the model is one device resource). The batch
-function may return an exception in a request's place: that request alone fails.
+never exceeds `max_batch`, and one batch runs at a time (the model is one device resource), always on the
+batcher's own worker thread: compiled CUDA graphs belong to the thread that recorded them, and models with
+their own batchers run side by side on one GPU. The batch function may return an exception in a request's
+place: that request alone fails.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -25,7 +28,11 @@ class BatchStats:
 
 class MicroBatcher(Generic[Req, Res]):
     def __init__(
-        self, run: Callable[[list[Req]], list[Res | BaseException]], max_batch: int, max_wait_s: float
+        self,
+        run: Callable[[list[Req]], list[Res | BaseException]],
+        max_batch: int,
+        max_wait_s: float,
+        thread: ThreadPoolExecutor | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -34,6 +41,7 @@ class MicroBatcher(Generic[Req, Res]):
         self.max_wait_s = max_wait_s
         self.stats = BatchStats()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = thread or ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         # Each `inspect eval` runs its own event loop: start fresh state on a new one.
@@ -55,6 +63,7 @@ class MicroBatcher(Generic[Req, Res]):
         return await future
 
     async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._pending:
             if len(self._pending) < self.max_batch:
                 try:
@@ -71,7 +80,7 @@ class MicroBatcher(Generic[Req, Res]):
             self.stats.batches += 1
             self.stats.sizes.append(len(batch))
             try:
-                results = await asyncio.to_thread(self._run, [request for request, _ in batch])
+                results = await loop.run_in_executor(self._thread, self._run, [request for request, _ in batch])
             except Exception as ex:  # the whole batch failed: every caller gets the error
                 for _, future in batch:
                     if not future.done():

@@ -6,12 +6,22 @@ unless `-M trust_remote_code=true`), renders Inspect messages with the processor
 and batches concurrent requests into one `generate` call (`-M batch_size=16 -M batch_wait_ms=20`).
 Runs on CUDA when present, else CPU. Weights are loaded once per process and shared by every role
 that names the same checkpoint.
+
+Decoding (`-M decode=...`): eager decoding of a 7B model is bound by Python and kernel launches, not by the
+GPU. `graphs` (CUDA) decodes with a static KV cache and transformers' compiled decoding step (torch.compile,
+CUDA graphs); `static` is the same cache without compiling; `dynamic` (the default) is plain `generate`.
+With a static cache, batches are padded to a power of two rows and the cache length to a multiple of
+CACHE_LENGTH_STEP, so a run compiles a few shapes and then replays them; each shape's cache is kept and
+reused, within `-M cache_share=0.3` of the GPU memory free after loading (least recently used dropped
+first). Greedy outputs are the same in every mode (tested on CPU). CUDA graph trees work from one thread
+only (pytorch/pytorch#123177), so every `graphs` model in a process runs its batches on its device's thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +47,9 @@ DEFAULT_MAX_NEW_TOKENS = 512
 MAX_PROCESSED_PIXELS = 4096 * 4096
 # placed inside a special-token string that occurs in text, so the tokenizer reads it as plain text
 NEUTRALISER = "\u2060"  # WORD JOINER: invisible, never part of a special token
+DECODE_MODES = ("dynamic", "static", "graphs")
+# static caches grow in steps of this many tokens: fewer distinct shapes to compile
+CACHE_LENGTH_STEP = 256
 
 
 class RequestError(ValueError):
@@ -149,6 +162,19 @@ def _resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _check_decode(decode: str, device: str) -> str:
+    if decode not in DECODE_MODES:
+        raise ValueError(f"hfvlm decode={decode!r} is not one of {', '.join(DECODE_MODES)}")
+    if decode == "graphs" and not device.startswith("cuda"):
+        raise ValueError(f"hfvlm decode=graphs records CUDA graphs; this model runs on {device}: use decode=static")
+    return decode
+
+
+def padded_rows(rows: int) -> int:
+    """Rows of the static cache a batch of `rows` requests runs in (a power of two)."""
+    return 1 << (rows - 1).bit_length()
+
+
 def _resolve_dtype(dtype: str, device: str) -> Any:
     import torch
 
@@ -172,11 +198,15 @@ class LoadedVLM:
         trust_remote_code: bool,
         batch_size: int,
         batch_wait_ms: float,
+        decode: str = "dynamic",
+        cache_share: float = 0.3,
     ) -> None:
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.device = _resolve_device(device)
+        self.decode = _check_decode(decode, self.device)
+        self._static_caches: dict[int, tuple[int, Any]] = {}  # padded rows -> (length, StaticCache), reused
         self.torch_dtype = _resolve_dtype(dtype, self.device)
         self.processor = AutoProcessor.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
         self.model = (
@@ -195,7 +225,15 @@ class LoadedVLM:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._torch = torch
-        self.batcher: MicroBatcher[Request, Result] = MicroBatcher(self.run_batch, batch_size, batch_wait_ms / 1000)
+        # bytes the kept static caches may take: a share of the GPU memory free once the weights are in
+        self.cache_budget: int | None = None
+        if self.decode != "dynamic" and self.device.startswith("cuda"):
+            self.cache_budget = int(cache_share * torch.cuda.mem_get_info(torch.device(self.device))[0])
+        # CUDA graph trees serve one thread: every compiled model on a device runs its batches on that device's thread
+        thread = _device_thread(self.device) if self.decode == "graphs" else None
+        self.batcher: MicroBatcher[Request, Result] = MicroBatcher(
+            self.run_batch, batch_size, batch_wait_ms / 1000, thread
+        )
 
     @property
     def image_token(self) -> str | None:
@@ -266,8 +304,46 @@ class LoadedVLM:
                 results[index] = result
         return [results[i] for i in range(len(requests))]
 
+    def _cache_bytes(self, rows: int, length: int) -> int:
+        text = self.model.config.get_text_config(decoder=True)
+        heads = getattr(text, "num_key_value_heads", None) or text.num_attention_heads
+        head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+        itemsize = self._torch.empty((), dtype=self.torch_dtype).element_size()
+        return 2 * text.num_hidden_layers * heads * head_dim * rows * length * itemsize
+
+    def _static_cache(self, rows: int, length: int) -> Any:
+        """The reusable static cache for `rows` rows holding at least `length` tokens, emptied. A cache is
+        replaced only when a longer one is needed; the new length is a multiple of CACHE_LENGTH_STEP and at
+        least the longest kept, so the shapes stay few. Least recently used caches of other row counts are
+        dropped while the kept ones would exceed the cache budget."""
+        from transformers import StaticCache
+
+        kept = self._static_caches.pop(rows, None)
+        if kept is not None and kept[0] >= length:
+            self._static_caches[rows] = kept  # most recently used last
+            kept[1].reset()
+            return kept[1]
+        longest = max((size for size, _ in self._static_caches.values()), default=0)
+        size = -(-max(length, longest) // CACHE_LENGTH_STEP) * CACHE_LENGTH_STEP
+        while (
+            self._static_caches
+            and self.cache_budget is not None
+            and (
+                sum(self._cache_bytes(r, n) for r, (n, _) in self._static_caches.items())
+                + self._cache_bytes(rows, size)
+                > self.cache_budget
+            )
+        ):
+            self._static_caches.pop(next(iter(self._static_caches)))
+        cache = StaticCache(config=self.model.config.get_text_config(decoder=True), max_cache_len=size)
+        self._static_caches[rows] = (size, cache)
+        return cache
+
     def _generate(self, requests: list[Request], key: GenKey) -> list[Result]:
         torch = self._torch
+        real_rows = len(requests)
+        if self.decode != "dynamic":  # pad to the cache's row count with copies; their outputs are dropped
+            requests = requests + [requests[-1]] * (padded_rows(real_rows) - real_rows)
         images = [image for request in requests for image in request.images]
         inputs = self.processor(
             text=[r.prompt for r in requests], images=images or None, return_tensors="pt", padding=True
@@ -284,7 +360,11 @@ class LoadedVLM:
             }
         if key.stop_seqs:
             sampling.update(stop_strings=list(key.stop_seqs), tokenizer=self.tokenizer)
-        with torch.inference_mode():
+        prompt_length = inputs["input_ids"].shape[1]
+        with torch.inference_mode():  # the cache's tensors are inference tensors: reset them in this mode
+            if self.decode != "dynamic":
+                sampling["past_key_values"] = self._static_cache(len(requests), prompt_length + key.max_new_tokens)
+                sampling["disable_compile"] = self.decode == "static"
             if key.seed is not None:
                 torch.manual_seed(key.seed)
             output = self.model.generate(
@@ -294,14 +374,13 @@ class LoadedVLM:
                 pad_token_id=self.tokenizer.pad_token_id,
                 **sampling,
             )
-        prompt_length = inputs["input_ids"].shape[1]
         stops = {
             self.tokenizer.pad_token_id,
             self.tokenizer.eos_token_id,
             *_as_list(self.model.generation_config.eos_token_id),
         }
         results = []
-        for row, request in enumerate(requests):
+        for row, request in enumerate(requests[:real_rows]):
             new_tokens = output[row, prompt_length:].tolist()
             length = next((i for i, t in enumerate(new_tokens) if t in stops), len(new_tokens))
             text = self.tokenizer.decode(new_tokens[:length], skip_special_tokens=True)
@@ -325,8 +404,16 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-_LOADED: dict[tuple[Any, ...], LoadedVLM] = {}
 _LOAD_LOCK = threading.Lock()
+_DEVICE_THREADS: dict[str, ThreadPoolExecutor] = {}
+
+
+def _device_thread(device: str) -> ThreadPoolExecutor:
+    with _LOAD_LOCK:
+        return _DEVICE_THREADS.setdefault(device, ThreadPoolExecutor(max_workers=1, thread_name_prefix=device))
+
+
+_LOADED: dict[tuple[Any, ...], LoadedVLM] = {}
 
 
 def load_vlm(
@@ -337,12 +424,16 @@ def load_vlm(
     trust_remote_code: bool = False,
     batch_size: int = 16,
     batch_wait_ms: float = 20.0,
+    decode: str = "dynamic",
+    cache_share: float = 0.3,
 ) -> LoadedVLM:
     """Load a checkpoint once per process (roles naming the same one share weights and batcher)."""
-    key = (path, revision, device, dtype, trust_remote_code)
+    key = (path, revision, device, dtype, trust_remote_code, decode)
     with _LOAD_LOCK:
         if key not in _LOADED:
-            _LOADED[key] = LoadedVLM(path, revision, device, dtype, trust_remote_code, batch_size, batch_wait_ms)
+            _LOADED[key] = LoadedVLM(
+                path, revision, device, dtype, trust_remote_code, batch_size, batch_wait_ms, decode, cache_share
+            )
         return _LOADED[key]
 
 
@@ -395,13 +486,15 @@ class TransformersVLM(ModelAPI):
         batch_size: int = 16,
         batch_wait_ms: float = 20.0,
         chat_template: str | None = None,
+        decode: str = "dynamic",
+        cache_share: float = 0.3,
         **unknown: Any,
     ) -> None:
         super().__init__(model_name=model_name, base_url=base_url, api_key=api_key, config=config)
         if unknown:
             raise ValueError(
                 f"hfvlm does not take model args {sorted(unknown)}; it takes model_path, revision, device, "
-                "dtype, trust_remote_code, batch_size, batch_wait_ms, chat_template"
+                "dtype, trust_remote_code, batch_size, batch_wait_ms, chat_template, decode, cache_share"
             )
         # `llava_v1` (the original LLaVA conversation template) or a jinja file; None: the processor's own
         self.chat_template = resolve_chat_template(chat_template)
@@ -415,6 +508,8 @@ class TransformersVLM(ModelAPI):
             bool(trust_remote_code),
             self.batch_size,
             float(batch_wait_ms),
+            str(decode),
+            float(cache_share),
         )
 
     def max_connections(self) -> int:

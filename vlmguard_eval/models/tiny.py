@@ -47,18 +47,13 @@ def tiny_llama_config(tokenizer, with_special_ids: bool = True, **extra):  # -> 
     from transformers import LlamaConfig
 
     ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id} if with_special_ids else {}
-    return LlamaConfig(
-        vocab_size=len(tokenizer),
-        **TINY_LAYERS,
-        num_key_value_heads=1,
-        max_position_embeddings=4096,
-        pad_token_id=tokenizer.pad_token_id,
-        **ids,
-        **extra,
-    )
+    shape = {"vocab_size": len(tokenizer), **TINY_LAYERS, "num_key_value_heads": 1, **extra}
+    return LlamaConfig(**shape, max_position_embeddings=4096, pad_token_id=tokenizer.pad_token_id, **ids)
 
 
-def tiny_tokenizer(extra_specials: tuple[str, ...] = ()):  # -> PreTrainedTokenizerFast
+def tiny_tokenizer(
+    extra_specials: tuple[str, ...] = (), corpus: list[str] | None = None, vocab_size: int = 320
+):  # -> PreTrainedTokenizerFast
     """A byte-level BPE tokenizer trained on a few lines (any text still encodes)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -68,9 +63,9 @@ def tiny_tokenizer(extra_specials: tuple[str, ...] = ()):  # -> PreTrainedTokeni
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=320, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
-    bpe.train_from_iterator(_CORPUS, trainer)
+    bpe.train_from_iterator(corpus or _CORPUS, trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=bpe,
         unk_token="<unk>",
@@ -83,6 +78,59 @@ def tiny_tokenizer(extra_specials: tuple[str, ...] = ()):  # -> PreTrainedTokeni
 
 def build_tiny_vlm(path: str | Path, seed: int = 0, image_size: int = 30, patch_size: int = 15) -> Path:
     """Write a tiny LLaVA checkpoint (safetensors, processor, chat template) to `path`."""
+    vision = dict(**TINY_LAYERS, image_size=image_size, patch_size=patch_size, projection_dim=16)
+    return _build_llava(Path(path), tiny_tokenizer(), vision, {}, seed=seed)
+
+
+# Real VLM shapes with random weights, for GPU benchmarks (nothing to download): LLaVA-1.5's CLIP ViT-L/14-336
+# tower and projector with Llama text towers. 7B/13B: the llava-hf/llava-1.5-{7b,13b}-hf configs (576 image
+# tokens from the second-last layer, vocabulary 32,064); 3B: Llama-3.2-3B's text shape (grouped KV heads).
+CLIP_L14_336 = dict(
+    hidden_size=1024,
+    intermediate_size=4096,
+    num_hidden_layers=24,
+    num_attention_heads=16,
+    image_size=336,
+    patch_size=14,
+    projection_dim=768,
+)
+TEXT_SHAPES = {
+    "llava-1.5-7b": dict(
+        hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32
+    ),
+    "llava-1.5-13b": dict(
+        hidden_size=5120, intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40, num_key_value_heads=40
+    ),
+    "llava-3b": dict(
+        hidden_size=3072, intermediate_size=8192, num_hidden_layers=28, num_attention_heads=24, num_key_value_heads=8
+    ),
+}
+
+
+def build_shaped_vlm(
+    path: str | Path, shape: str, corpus: list[str], device: str = "cpu", dtype: str = "bfloat16", seed: int = 0
+) -> Path:
+    """Write a random-weight LLaVA of a real model's shape; its tokenizer is trained on `corpus` (up to LLaVA's
+    32,064 entries; the model keeps that vocabulary size, so ids past the tokenizer's decode to nothing)."""
+    if shape not in TEXT_SHAPES:
+        raise ValueError(f"shape {shape!r} is not one of {', '.join(TEXT_SHAPES)}")
+    tokenizer = tiny_tokenizer(corpus=corpus, vocab_size=32000)
+    text = {**TEXT_SHAPES[shape], "vocab_size": 32064, "rms_norm_eps": 1e-5}
+    return _build_llava(
+        Path(path), tokenizer, CLIP_L14_336, text, seed=seed, device=device, dtype=dtype, feature_layer=-2
+    )
+
+
+def _build_llava(
+    path: Path,
+    tokenizer,
+    vision_shape: dict,
+    text_shape: dict,
+    seed: int = 0,
+    device: str = "cpu",
+    dtype: str = "float32",
+    feature_layer: int = -1,
+) -> Path:
     import torch
     from transformers import (
         CLIPVisionConfig,
@@ -91,33 +139,29 @@ def build_tiny_vlm(path: str | Path, seed: int = 0, image_size: int = 30, patch_
         LlavaProcessor,
     )
 
-    path = Path(path)
-    tokenizer = tiny_tokenizer()
-    image_processor = tiny_image_processor(image_size)
     processor = LlavaProcessor(
-        image_processor=image_processor,
+        image_processor=tiny_image_processor(vision_shape["image_size"]),
         tokenizer=tokenizer,
-        patch_size=patch_size,
+        patch_size=vision_shape["patch_size"],
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,
         chat_template=_CHAT_TEMPLATE,
     )
-    vision = CLIPVisionConfig(
-        **TINY_LAYERS,
-        image_size=image_size,
-        patch_size=patch_size,
-        projection_dim=16,
-    )
-    text = tiny_llama_config(tokenizer)
     config = LlavaConfig(
-        vision_config=vision,
-        text_config=text,
+        vision_config=CLIPVisionConfig(**vision_shape),
+        text_config=tiny_llama_config(tokenizer, **text_shape),
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
         vision_feature_select_strategy="default",
-        vision_feature_layer=-1,
+        vision_feature_layer=feature_layer,
     )
     torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config).eval()
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(getattr(torch, dtype))
+    try:
+        with torch.device(device):
+            model = LlavaForConditionalGeneration(config).eval()
+    finally:
+        torch.set_default_dtype(default_dtype)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path, safe_serialization=True)
     processor.save_pretrained(path)

@@ -1,0 +1,133 @@
+"""`hfvlm` static-cache decoding (`-M decode=static|graphs`): the same greedy outputs as plain `generate`,
+batches padded to cached shapes, caches reused within their budget, and one thread per device for graphs."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+from inspect_ai.model import ChatMessageUser, ContentImage, ContentText, GenerateConfig, get_model
+
+from tests.helpers import png_bytes
+from vlmguard_eval.models.batching import MicroBatcher
+from vlmguard_eval.models.local_vlm import CACHE_LENGTH_STEP, load_vlm, padded_rows
+from vlmguard_eval.models.tiny import build_shaped_vlm
+
+IMAGE_URI = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
+PROMPTS = [
+    ("What is here?", True),
+    ("A much longer question about what the picture shows, in as much detail as you can", True),
+    ("No picture with this one", False),
+]
+
+
+def messages(text: str, image: bool) -> list[ChatMessageUser]:
+    parts = [ContentImage(image=IMAGE_URI)] if image else []
+    return [ChatMessageUser(content=[*parts, ContentText(text=text)])]
+
+
+def plain_generate(path: Path, max_new_tokens: int) -> list[str]:
+    """Each prompt alone through transformers' own `generate` (dynamic cache): the reference."""
+    vlm = load_vlm(str(path))
+    texts = []
+    for text, image in PROMPTS:
+        prompt, images = vlm.render(messages(text, image))
+        inputs = vlm.processor(text=[prompt], images=images or None, return_tensors="pt")
+        with torch.inference_mode():
+            out = vlm.model.generate(
+                **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=vlm.tokenizer.pad_token_id
+            )
+        new = out[0, inputs["input_ids"].shape[1] :].tolist()
+        if vlm.tokenizer.eos_token_id in new:
+            new = new[: new.index(vlm.tokenizer.eos_token_id)]
+        texts.append(vlm.tokenizer.decode(new, skip_special_tokens=True))
+    return texts
+
+
+def test_static_cache_gives_plain_generate_greedy_outputs_and_reuses_its_cache(tiny_vlm: Path) -> None:
+    model = get_model(f"hfvlm/{tiny_vlm}", decode="static", batch_size=8, batch_wait_ms=2000)
+    vlm = model.api.vlm
+    config = GenerateConfig(max_tokens=20, temperature=0.0)
+
+    async def batched():
+        return await asyncio.gather(*(model.generate(messages(t, i), config=config) for t, i in PROMPTS))
+
+    first = asyncio.run(batched())
+    assert vlm.batcher.stats.sizes[-1] == 3  # one batch of three requests, run in a 4-row cache
+    assert list(vlm._static_caches) == [4]
+    length, cache = vlm._static_caches[4]
+    assert length % CACHE_LENGTH_STEP == 0
+    assert [o.completion for o in first] == plain_generate(tiny_vlm, 20)
+    assert all(o.usage.output_tokens > 0 for o in first)
+
+    again = asyncio.run(batched())
+    assert vlm._static_caches[4][1] is cache  # reused (emptied), not rebuilt
+    assert [o.completion for o in again] == [o.completion for o in first]
+
+
+def test_one_request_runs_in_a_one_row_cache_with_the_same_output(tiny_vlm: Path) -> None:
+    model = get_model(f"hfvlm/{tiny_vlm}", decode="static", batch_size=8, batch_wait_ms=0)
+    text, image = PROMPTS[1]
+
+    async def one():
+        return await model.generate(messages(text, image), config=GenerateConfig(max_tokens=20, temperature=0.0))
+
+    assert asyncio.run(one()).completion == plain_generate(tiny_vlm, 20)[1]
+    assert 1 in model.api.vlm._static_caches
+
+
+def test_cache_budget_drops_the_least_recently_used_shape(tiny_vlm: Path) -> None:
+    vlm = load_vlm(str(tiny_vlm), decode="static")
+    vlm._static_caches.clear()
+    vlm.cache_budget = vlm._cache_bytes(4, CACHE_LENGTH_STEP) + vlm._cache_bytes(2, CACHE_LENGTH_STEP)
+    try:
+        with torch.inference_mode():
+            for rows in (1, 2, 4):
+                vlm._static_cache(rows, 10)
+            assert list(vlm._static_caches) == [2, 4]  # 1 went first: all three would exceed the budget
+            vlm._static_cache(2, 10)  # used again: now the most recent
+            vlm._static_cache(1, 10)
+            assert list(vlm._static_caches) == [2, 1]
+            vlm._static_cache(2, CACHE_LENGTH_STEP + 1)  # longer: a new cache, a multiple of the step
+            assert vlm._static_caches[2][0] == 2 * CACHE_LENGTH_STEP
+    finally:
+        vlm._static_caches.clear()
+        vlm.cache_budget = None
+
+
+def test_padded_rows_are_powers_of_two() -> None:
+    assert [padded_rows(n) for n in (1, 2, 3, 5, 8, 9, 32)] == [1, 2, 4, 8, 8, 16, 32]
+
+
+def test_decode_modes_are_checked(tiny_vlm: Path) -> None:
+    with pytest.raises(ValueError, match="decode='turbo' is not one of dynamic, static, graphs"):
+        get_model(f"hfvlm/{tiny_vlm}", decode="turbo")
+    with pytest.raises(ValueError, match="decode=graphs records CUDA graphs; this model runs on cpu"):
+        get_model(f"hfvlm/{tiny_vlm}", decode="graphs", device="cpu")
+
+
+def test_batchers_given_one_thread_run_every_batch_on_it() -> None:
+    shared = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device")
+    seen: list[str] = []
+
+    def run(batch: list[int]) -> list[int]:
+        seen.append(threading.current_thread().name)
+        return [x * 2 for x in batch]
+
+    first, second = (MicroBatcher(run, 4, 0.01, shared) for _ in range(2))
+
+    async def go():
+        return await asyncio.gather(*(b.submit(i) for i in range(6) for b in (first, second)))
+
+    assert asyncio.run(go()) == [i * 2 for i in range(6) for _ in range(2)]
+    assert len(set(seen)) == 1 and seen[0].startswith("device")
+
+
+def test_shaped_models_name_a_known_shape(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="shape 'llava-70b' is not one of llava-1.5-7b, llava-1.5-13b, llava-3b"):
+        build_shaped_vlm(tmp_path / "m", "llava-70b", ["some text"])
