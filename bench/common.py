@@ -10,6 +10,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+import vlmguard_eval.models.providers  # noqa: E402, F401  (registers hfvlm/ and scripted/ without an install)
+
 
 def siuo_copy(root: Path, items: int, image_bytes: bytes | None = None) -> Path:
     """`items` SIUO gen records over one image (the demo's first picture unless `image_bytes`)."""

@@ -1,11 +1,12 @@
 """A grid's served throughput in 1, 2, 4 client processes (`workers`) against a 200 ms loopback stub.
 
-    python bench/served_grid.py [--latency-ms 200] [--connections 64] [--items 64] [--workers 1 2 4]
+    python bench/served_grid.py [--latency-ms 200] [--connections 64] [--items 64] [--workers 1 2 4] [--copies 1]
 
 One Inspect process tops out near 40-50 calls/s here (bench/client_profile.py: its CPU per call is
 Inspect's). The grid's `workers: N` splits the tasks over N processes, each with connections / N:
 aggregate calls/s (counted at the stub, target and judge calls alike) is compared with the ideal,
-connections / latency. Target: >= 85% of ideal at 64 connections on a 16-core machine.
+connections / latency. Target: >= 85% of ideal at 64 connections on a 16-core machine. A grid is split
+by task, so `--copies K` makes 4K tasks (K copies of the data) for up to 4K workers.
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--items", type=int, default=64, help="SIUO-format items per task (4 tasks)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--copies", type=int, default=1, help="copies of the SIUO data, 4 tasks each")
     args = parser.parse_args()
     latency = args.latency_ms / 1000
     server = StubProcess(latency)
     stats = server.stats
 
-    data = str(siuo_copy(Path(tempfile.mkdtemp()), args.items))
+    copies = [str(siuo_copy(Path(tempfile.mkdtemp()), args.items)) for _ in range(args.copies)]
     ideal = args.connections / latency
     print(
         f"{os.cpu_count()} cores; ideal {ideal:.0f} calls/s at {args.connections} connections, {latency * 1000:.0f} ms"
@@ -42,7 +44,9 @@ def main() -> None:
         for workers in args.workers:
             stats("/reset")
             config = GridConfig(
-                benchmarks=[{"task": "siuo", "args": {"format": "gen", "data_dir": data, "epochs": 1}}],
+                benchmarks=[
+                    {"task": "siuo", "args": {"format": "gen", "data_dir": data, "epochs": 1}} for data in copies
+                ],
                 defenses=[{"name": n} for n in ("none", "self_reminder", "safety_prompt", "adashield_s")],
                 models=["openai-api/stub/target"],
                 roles={"grader": "openai-api/stub/judge"},

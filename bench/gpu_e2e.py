@@ -1,0 +1,143 @@
+"""A whole defended run on one GPU: `vlmguard` vs `none` on SIUO-format data with three local models.
+
+    python bench/gpu_e2e.py [--samples 256] [--max-tokens 128] [--decode graphs]
+                            [--target llava-1.5-7b] [--rewriter llava-1.5-7b] [--judge llava-3b]
+
+Random-weight models of real shapes are built on the GPU (models/tiny.py: TEXT_SHAPES; nothing is
+downloaded): the target (LLaVA-1.5-7B), the rewriter (7B, the paper's rewriter size) and the SIUO
+judge (`grader`), each an `hfvlm/` model with its own batcher, all on one GPU in one Inspect process.
+Every call is capped at `--max-tokens` new tokens and SIUO runs one epoch, to fit a benchmark's time
+(random weights rarely stop early, so each call runs to the cap). A warm-up run over `--warmup`
+samples compiles the decode shapes first. Reported per run: samples/s, GPU utilization (NVML, sampled
+every 100 ms) averaged over the run, and peak GPU memory. Target: mean utilization >= 60%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from common import siuo_copy
+from local_batching import build
+
+
+class GpuSampler:
+    """GPU utilization and memory in use, read from NVML every `period` seconds on a thread."""
+
+    def __init__(self, period: float = 0.1) -> None:
+        import pynvml
+
+        pynvml.nvmlInit()
+        self._nvml = pynvml
+        self._handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        self._period = period
+        self.samples: list[tuple[float, int, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            util = self._nvml.nvmlDeviceGetUtilizationRates(self._handle).gpu
+            used = self._nvml.nvmlDeviceGetMemoryInfo(self._handle).used
+            self.samples.append((time.perf_counter(), util, used))
+            time.sleep(self._period)
+
+    def window(self, start: float, end: float) -> tuple[float, float]:
+        """Mean utilization (%) and peak memory in use (GiB) between two perf_counter times."""
+        inside = [(u, m) for t, u, m in self.samples if start <= t <= end]
+        if not inside:
+            return float("nan"), float("nan")
+        return sum(u for u, _ in inside) / len(inside), max(m for _, m in inside) / 2**30
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def main() -> None:
+    import torch
+    from inspect_ai import eval as inspect_eval
+    from inspect_ai.model import GenerateConfig, get_model
+
+    from solvers import none, vlmguard
+    from tasks.siuo import siuo
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--samples", type=int, default=256)
+    parser.add_argument("--warmup", type=int, default=64)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-samples", type=int, default=128, help="samples in flight")
+    parser.add_argument("--decode", default="graphs")
+    parser.add_argument("--cache-share", type=float, default=0.2)
+    parser.add_argument("--target", default="llava-1.5-7b")
+    parser.add_argument("--rewriter", default="llava-1.5-7b")
+    parser.add_argument("--judge", default="llava-3b")
+    parser.add_argument("--defenses", nargs="+", default=["vlmguard", "none"])
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("bench/gpu_e2e.py measures a GPU; none is visible here")
+
+    paths = {role: build(getattr(args, role)) for role in ("target", "rewriter", "judge")}
+    capped = GenerateConfig(max_tokens=args.max_tokens)
+
+    def local(role: str):
+        return get_model(
+            f"hfvlm/{paths[role]}",
+            config=capped,
+            batch_size=args.batch_size,
+            decode=args.decode,
+            device="cuda",
+            cache_share=args.cache_share,
+            memoize=False,
+        )
+
+    models = {role: local(role) for role in paths}
+    print(f"loaded; GPU memory allocated {torch.cuda.memory_allocated() / 2**30:.1f} GiB", flush=True)
+    data = str(siuo_copy(Path(tempfile.mkdtemp()), args.samples))
+    solvers = {"none": none, "vlmguard": vlmguard}
+    sampler = GpuSampler()
+
+    def run(defense: str, limit: int) -> None:
+        roles = {"grader": models["judge"]} | ({"rewriter": models["rewriter"]} if defense != "none" else {})
+        torch.cuda.reset_peak_memory_stats()
+        started = time.perf_counter()
+        [log] = inspect_eval(
+            siuo(format="gen", data_dir=data, epochs=1),
+            solver=solvers[defense](),
+            model=models["target"],
+            model_roles=roles,
+            limit=limit,
+            max_samples=args.max_samples,
+            max_tokens=args.max_tokens,
+            log_dir=tempfile.mkdtemp(),
+            display="none",
+        )
+        ended = time.perf_counter()
+        util, used = sampler.window(started, ended)
+        failed = [s.error.message + "\n" + s.error.traceback[-1500:] for s in log.samples or [] if s.error]
+        errors = len(failed)
+        batches = {r: len(m.api.vlm.batcher.stats.sizes) for r, m in models.items()}
+        print(
+            f"{defense:9s} {limit} samples in {ended - started:6.1f} s: {limit / (ended - started):5.2f} samples/s, "
+            f"GPU utilization {util:4.0f}% (mean), peak memory {used:.1f} GiB in use "
+            f"({torch.cuda.max_memory_allocated() / 2**30:.1f} GiB allocated by torch), status {log.status}, "
+            f"{errors} sample errors; batches so far {batches}",
+            flush=True,
+        )
+        if failed:
+            print(f"  first sample error: {failed[0]}", flush=True)
+
+    started = time.perf_counter()
+    run("vlmguard", args.warmup)
+    print(f"warm-up (compiles the decode shapes): {time.perf_counter() - started:.1f} s", flush=True)
+    for defense in args.defenses:
+        run(defense, args.samples)
+    sampler.stop()
+
+
+if __name__ == "__main__":
+    main()
