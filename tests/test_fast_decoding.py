@@ -131,3 +131,33 @@ def test_batchers_given_one_thread_run_every_batch_on_it() -> None:
 def test_shaped_models_name_a_known_shape(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="shape 'llava-70b' is not one of llava-1.5-7b, llava-1.5-13b, llava-3b"):
         build_shaped_vlm(tmp_path / "m", "llava-70b", ["some text"])
+
+
+def test_graphs_models_load_and_share_their_device_thread(tiny_vlm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`graphs` needs CUDA to compile; on CPU (the check lifted) the same path runs without compiling, which
+    is enough to see a `graphs` checkpoint load (it asks for its device's thread while loading) and two of
+    them run their batches on that one thread."""
+    from vlmguard_eval.models import local_vlm
+
+    monkeypatch.setattr(local_vlm, "_check_decode", lambda decode, device: decode)
+    loaded: list[local_vlm.LoadedVLM] = []
+
+    def load_two() -> None:
+        for dtype in ("float32", "auto"):  # two cache keys: two loaded models
+            loaded.append(load_vlm(str(tiny_vlm), dtype=dtype, decode="graphs"))
+
+    loader = threading.Thread(target=load_two, daemon=True)
+    loader.start()
+    loader.join(timeout=120)
+    assert not loader.is_alive(), "loading a graphs model hung"
+    first, second = loaded
+    assert first is not second and first.batcher._thread is second.batcher._thread
+    text, image = PROMPTS[0]
+    prompt, images = first.render(messages(text, image))
+    config = local_vlm.GenKey(20, False, None, None, None, None, ())
+
+    async def both():
+        return await asyncio.gather(*(m.batcher.submit(local_vlm.Request(prompt, images, config)) for m in loaded))
+
+    outputs = asyncio.run(both())
+    assert [o.text for o in outputs] == [plain_generate(tiny_vlm, 20)[0]] * 2

@@ -404,13 +404,16 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-_LOAD_LOCK = threading.Lock()
+_LOAD_LOCK = threading.Lock()  # held while a checkpoint loads
 _DEVICE_THREADS: dict[str, ThreadPoolExecutor] = {}
+_DEVICE_THREADS_LOCK = threading.Lock()  # its own lock: a loading checkpoint asks for its device's thread
 
 
 def _device_thread(device: str) -> ThreadPoolExecutor:
-    with _LOAD_LOCK:
-        return _DEVICE_THREADS.setdefault(device, ThreadPoolExecutor(max_workers=1, thread_name_prefix=device))
+    with _DEVICE_THREADS_LOCK:
+        if device not in _DEVICE_THREADS:
+            _DEVICE_THREADS[device] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=device)
+        return _DEVICE_THREADS[device]
 
 
 _LOADED: dict[tuple[Any, ...], LoadedVLM] = {}
