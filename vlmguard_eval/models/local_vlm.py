@@ -12,9 +12,10 @@ GPU. `graphs` (CUDA) decodes with a static KV cache and transformers' compiled d
 CUDA graphs); `static` is the same cache without compiling; `dynamic` (the default) is plain `generate`.
 With a static cache, batches are padded to a power of two rows and the cache length to a multiple of
 CACHE_LENGTH_STEP, so a run compiles a few shapes and then replays them; each shape's cache is kept and
-reused, within `-M cache_share=0.3` of the GPU memory free after loading (least recently used dropped
-first). Greedy outputs are the same in every mode (tested on CPU). CUDA graph trees work from one thread
-only (pytorch/pytorch#123177), so every `graphs` model in a process runs its batches on its device's thread.
+reused, within `-M cache_share=0.3` of the GPU memory free when the first cache is made (per model: lower
+it when several local models share a GPU; least recently used dropped first). Greedy outputs are the same
+in every mode (tested on CPU). CUDA graph trees work from one thread only (pytorch/pytorch#123177), so every
+`graphs` model in a process runs its batches on its device's thread.
 """
 
 from __future__ import annotations
@@ -225,10 +226,10 @@ class LoadedVLM:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._torch = torch
-        # bytes the kept static caches may take: a share of the GPU memory free once the weights are in
+        # bytes the kept static caches may take (None: no limit), set at the first cache: a share of the GPU
+        # memory then free, after every model of the run (all roles load before the first sample) is in
+        self.cache_share = cache_share
         self.cache_budget: int | None = None
-        if self.decode != "dynamic" and self.device.startswith("cuda"):
-            self.cache_budget = int(cache_share * torch.cuda.mem_get_info(torch.device(self.device))[0])
         # CUDA graph trees serve one thread: every compiled model on a device runs its batches on that device's thread
         thread = _device_thread(self.device) if self.decode == "graphs" else None
         self.batcher: MicroBatcher[Request, Result] = MicroBatcher(
@@ -323,6 +324,10 @@ class LoadedVLM:
             self._static_caches[rows] = kept  # most recently used last
             kept[1].reset()
             return kept[1]
+        if self.cache_budget is None and self.device.startswith("cuda"):
+            self.cache_budget = int(
+                self.cache_share * self._torch.cuda.mem_get_info(self._torch.device(self.device))[0]
+            )
         longest = max((size for size, _ in self._static_caches.values()), default=0)
         size = -(-max(length, longest) // CACHE_LENGTH_STEP) * CACHE_LENGTH_STEP
         while (
