@@ -1,6 +1,6 @@
 """A whole defended run on one GPU: `vlmguard` vs `none` on SIUO-format data with three local models.
 
-    python bench/gpu_e2e.py [--samples 256] [--max-tokens 128] [--decode graphs]
+    PYTHONUNBUFFERED=1 python bench/gpu_e2e.py [--samples 256] [--max-tokens 128] [--decode graphs]
                             [--target llava-1.5-7b] [--rewriter llava-1.5-7b] [--judge llava-3b]
 
 Random-weight models of real shapes are built on the GPU (models/tiny.py: TEXT_SHAPES; nothing is
@@ -67,12 +67,12 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=256)
-    parser.add_argument("--warmup", type=int, default=64)
+    parser.add_argument("--warmup", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-samples", type=int, default=128, help="samples in flight")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-samples", type=int, default=96, help="samples in flight")
     parser.add_argument("--decode", default="graphs")
-    parser.add_argument("--cache-share", type=float, default=0.2)
+    parser.add_argument("--cache-share", type=float, default=0.15, help="per model")
     parser.add_argument("--target", default="llava-1.5-7b")
     parser.add_argument("--rewriter", default="llava-1.5-7b")
     parser.add_argument("--judge", default="llava-3b")
