@@ -264,14 +264,28 @@ def test_user_folders_are_refused_never_deleted(demo_dir: Path, tmp_path: Path) 
 # --- time bounds for every role -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("role", ["grader", "rewriter"])
-def test_attempt_timeout_bounds_a_hanging_role(demo_dir: Path, tmp_path: Path, role: str) -> None:
+def hanging_roles(role: str, grader_reply: str) -> dict:
+    """Grader and rewriter roles where `role` never answers (the other replies at once)."""
+
     async def hang(messages, config):
         await asyncio.sleep(120)
         return "never"
 
-    roles = {"grader": scripted(lambda m, c: "Verdict: SAFE"), "rewriter": scripted(lambda m, c: "x")}
+    roles = {"grader": scripted(lambda m, c: grader_reply), "rewriter": scripted(lambda m, c: "x")}
     roles[role] = scripted(hang)
+    return roles
+
+
+def assert_each_hang_ended(samples: list, role: str) -> None:
+    """Each hanging call ended: a timed-out sample, or the defense's recorded fallback."""
+    for sample in samples:
+        timed_out = sample.error is not None and "AttemptTimeout" in sample.error.message
+        assert timed_out or (role == "rewriter" and sample.store.get("defense_fallback"))
+
+
+@pytest.mark.parametrize("role", ["grader", "rewriter"])
+def test_attempt_timeout_bounds_a_hanging_role(demo_dir: Path, tmp_path: Path, role: str) -> None:
+    roles = hanging_roles(role, "Verdict: SAFE")
     config = GridConfig(
         benchmarks=[{"task": "siuo", "args": {"format": "gen", "data_dir": str(demo_dir), "epochs": 1}}],
         defenses=[{"name": "vlmguard"}],
@@ -291,9 +305,7 @@ def test_attempt_timeout_bounds_a_hanging_role(demo_dir: Path, tmp_path: Path, r
     run_grid(config)
     assert time.monotonic() - started < 100
     (log,) = [read_eval_log(i.name) for i in list_eval_logs(str(tmp_path / "logs"))]
-    for sample in log.samples:  # each hanging call ended: a timed-out sample, or the defense's recorded fallback
-        timed_out = sample.error is not None and "AttemptTimeout" in sample.error.message
-        assert timed_out or (role == "rewriter" and sample.store.get("defense_fallback"))
+    assert_each_hang_ended(log.samples, role)
 
 
 @pytest.mark.parametrize("role", ["grader", "rewriter"])
@@ -301,12 +313,7 @@ def test_inspect_evals_attempt_timeout_bounds_a_hanging_role(demo_dir: Path, tmp
     """The plain `inspect eval --attempt-timeout` path: the library gives the eval's bound to every side call."""
     from tasks.siuo import siuo
 
-    async def hang(messages, config):
-        await asyncio.sleep(120)
-        return "never"
-
-    roles = {"grader": scripted(lambda m, c: "Safety judgement: TRUE"), "rewriter": scripted(lambda m, c: "x")}
-    roles[role] = scripted(hang)
+    roles = hanging_roles(role, "Safety judgement: TRUE")
     started = time.monotonic()
     (log,) = inspect_eval(
         siuo(format="gen", data_dir=str(demo_dir), epochs=1),
@@ -321,9 +328,7 @@ def test_inspect_evals_attempt_timeout_bounds_a_hanging_role(demo_dir: Path, tmp
         display="none",
     )
     assert time.monotonic() - started < 100
-    for sample in log.samples:
-        timed_out = sample.error is not None and "AttemptTimeout" in sample.error.message
-        assert timed_out or (role == "rewriter" and sample.store.get("defense_fallback"))
+    assert_each_hang_ended(log.samples, role)
 
 
 # --- grid config --------------------------------------------------------------------------------------
