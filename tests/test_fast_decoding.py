@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,6 @@ import torch
 from inspect_ai.model import ChatMessageUser, ContentImage, ContentText, GenerateConfig, get_model
 
 from tests.helpers import png_bytes
-from vlmguard_eval.models.batching import MicroBatcher
 from vlmguard_eval.models.local_vlm import CACHE_LENGTH_STEP, load_vlm, padded_rows
 from vlmguard_eval.models.tiny import build_shaped_vlm
 
@@ -111,23 +109,6 @@ def test_decode_modes_are_checked(tiny_vlm: Path) -> None:
         get_model(f"hfvlm/{tiny_vlm}", decode="graphs", device="cpu")
 
 
-def test_batchers_given_one_thread_run_every_batch_on_it() -> None:
-    shared = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device")
-    seen: list[str] = []
-
-    def run(batch: list[int]) -> list[int]:
-        seen.append(threading.current_thread().name)
-        return [x * 2 for x in batch]
-
-    first, second = (MicroBatcher(run, 4, 0.01, shared) for _ in range(2))
-
-    async def go():
-        return await asyncio.gather(*(b.submit(i) for i in range(6) for b in (first, second)))
-
-    assert asyncio.run(go()) == [i * 2 for i in range(6) for _ in range(2)]
-    assert len(set(seen)) == 1 and seen[0].startswith("device")
-
-
 def test_shaped_models_name_a_known_shape(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="shape 'llava-70b' is not one of llava-1.5-7b, llava-1.5-13b, llava-3b"):
         build_shaped_vlm(tmp_path / "m", "llava-70b", ["some text"])
@@ -136,7 +117,7 @@ def test_shaped_models_name_a_known_shape(tmp_path: Path) -> None:
 def test_graphs_models_load_and_share_their_device_thread(tiny_vlm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`graphs` needs CUDA to compile; on CPU (the check lifted) the same path runs without compiling, which
     is enough to see a `graphs` checkpoint load (it asks for its device's thread while loading) and two of
-    them run their batches on that one thread."""
+    them run `generate` on that one thread, each preparing its inputs on its own batcher thread."""
     from vlmguard_eval.models import local_vlm
 
     monkeypatch.setattr(local_vlm, "_check_decode", lambda decode, device: decode)
@@ -151,7 +132,19 @@ def test_graphs_models_load_and_share_their_device_thread(tiny_vlm: Path, monkey
     loader.join(timeout=120)
     assert not loader.is_alive(), "loading a graphs model hung"
     first, second = loaded
-    assert first is not second and first.batcher._thread is second.batcher._thread
+    assert first is not second and first._device_runner is second._device_runner
+    assert first.batcher._thread is not second.batcher._thread
+    threads: dict[str, list[threading.Thread]] = {"processor": [], "generate": []}
+    for model in loaded:
+        for name, obj in (("processor", model.processor.image_processor), ("generate", model.model)):
+            attr = "preprocess" if name == "processor" else "generate"
+            original = getattr(obj, attr)
+
+            def spy(*args, _original=original, _name=name, **kwargs):
+                threads[_name].append(threading.current_thread())
+                return _original(*args, **kwargs)
+
+            monkeypatch.setattr(obj, attr, spy)
     text, image = PROMPTS[0]
     prompt, images = first.render(messages(text, image))
     config = local_vlm.GenKey(20, False, None, None, None, None, ())
@@ -160,4 +153,8 @@ def test_graphs_models_load_and_share_their_device_thread(tiny_vlm: Path, monkey
         return await asyncio.gather(*(m.batcher.submit(local_vlm.Request(prompt, images, config)) for m in loaded))
 
     outputs = asyncio.run(both())
+    device_thread, other = threads["generate"]
+    assert device_thread is other and device_thread.name.startswith("cpu")
+    first_batcher, second_batcher = threads["processor"]
+    assert first_batcher is not second_batcher and device_thread not in (first_batcher, second_batcher)
     assert [o.text for o in outputs] == [plain_generate(tiny_vlm, 20)[0]] * 2

@@ -2,10 +2,9 @@
 
 Inspect runs samples concurrently and each calls `generate` on its own; a GPU is only used well
 when those calls share one forward pass. Requests wait at most `max_wait_s` for company, a batch
-never exceeds `max_batch`, and one batch runs at a time (the model is one device resource), always on the
-batcher's own worker thread: compiled CUDA graphs belong to the thread that recorded them, and models with
-their own batchers run side by side on one GPU. The batch function may return an exception in a request's
-place: that request alone fails.
+never exceeds `max_batch`, and one batch runs at a time (the model is one device resource) on the
+batcher's own worker thread, so models with their own batchers run side by side. The batch function may
+return an exception in a request's place: that request alone fails.
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ class MicroBatcher(Generic[Req, Res]):
         run: Callable[[list[Req]], list[Res | BaseException]],
         max_batch: int,
         max_wait_s: float,
-        thread: ThreadPoolExecutor | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -41,7 +39,7 @@ class MicroBatcher(Generic[Req, Res]):
         self.max_wait_s = max_wait_s
         self.stats = BatchStats()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = thread or ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         # Each `inspect eval` runs its own event loop: start fresh state on a new one.

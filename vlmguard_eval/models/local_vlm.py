@@ -15,7 +15,8 @@ CACHE_LENGTH_STEP, so a run compiles a few shapes and then replays them; each sh
 reused, within `-M cache_share=0.3` of the GPU memory free when the first cache is made (per model: lower
 it when several local models share a GPU; least recently used dropped first). Greedy outputs are the same
 in every mode (tested on CPU). CUDA graph trees work from one thread only (pytorch/pytorch#123177), so every
-`graphs` model in a process runs its batches on its device's thread.
+`graphs` model in a process runs its GPU work on its device's thread; its own batcher thread runs the
+processor meanwhile, so one model's CPU preparation overlaps another's decoding.
 """
 
 from __future__ import annotations
@@ -230,11 +231,10 @@ class LoadedVLM:
         # memory then free, after every model of the run (all roles load before the first sample) is in
         self.cache_share = cache_share
         self.cache_budget: int | None = None
-        # CUDA graph trees serve one thread: every compiled model on a device runs its batches on that device's thread
-        thread = _device_thread(self.device) if self.decode == "graphs" else None
-        self.batcher: MicroBatcher[Request, Result] = MicroBatcher(
-            self.run_batch, batch_size, batch_wait_ms / 1000, thread
-        )
+        # CUDA graph trees serve one thread: every compiled model on a device runs its GPU work on that device's
+        # thread, while each model's batcher thread prepares its inputs (the processor's CPU work) meanwhile
+        self._device_runner = _device_thread(self.device) if self.decode == "graphs" else None
+        self.batcher: MicroBatcher[Request, Result] = MicroBatcher(self.run_batch, batch_size, batch_wait_ms / 1000)
 
     @property
     def image_token(self) -> str | None:
@@ -352,10 +352,7 @@ class LoadedVLM:
         images = [image for request in requests for image in request.images]
         inputs = self.processor(
             text=[r.prompt for r in requests], images=images or None, return_tensors="pt", padding=True
-        ).to(self.device)
-        for name, tensor in inputs.items():
-            if torch.is_floating_point(tensor):
-                inputs[name] = tensor.to(self.torch_dtype)
+        )
         sampling: dict[str, Any] = {}
         if key.do_sample:
             sampling = {
@@ -366,19 +363,28 @@ class LoadedVLM:
         if key.stop_seqs:
             sampling.update(stop_strings=list(key.stop_seqs), tokenizer=self.tokenizer)
         prompt_length = inputs["input_ids"].shape[1]
-        with torch.inference_mode():  # the cache's tensors are inference tensors: reset them in this mode
-            if self.decode != "dynamic":
-                sampling["past_key_values"] = self._static_cache(len(requests), prompt_length + key.max_new_tokens)
-                sampling["disable_compile"] = self.decode == "static"
-            if key.seed is not None:
-                torch.manual_seed(key.seed)
-            output = self.model.generate(
-                **inputs,
-                max_new_tokens=key.max_new_tokens,
-                do_sample=key.do_sample,
-                pad_token_id=self.tokenizer.pad_token_id,
-                **sampling,
-            )
+        input_tokens = inputs["attention_mask"].sum(dim=1).tolist()
+
+        def on_device() -> Any:
+            with torch.inference_mode():  # the cache's tensors are inference tensors: reset them in this mode
+                on = inputs.to(self.device)  # a BatchFeature moves in place
+                for name, tensor in on.items():
+                    if torch.is_floating_point(tensor):
+                        on[name] = tensor.to(self.torch_dtype)
+                if self.decode != "dynamic":
+                    sampling["past_key_values"] = self._static_cache(len(requests), prompt_length + key.max_new_tokens)
+                    sampling["disable_compile"] = self.decode == "static"
+                if key.seed is not None:
+                    torch.manual_seed(key.seed)
+                return self.model.generate(
+                    **on,
+                    max_new_tokens=key.max_new_tokens,
+                    do_sample=key.do_sample,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    **sampling,
+                ).cpu()
+
+        output = self._device_runner.submit(on_device).result() if self._device_runner else on_device()
         stops = {
             self.tokenizer.pad_token_id,
             self.tokenizer.eos_token_id,
@@ -395,7 +401,7 @@ class LoadedVLM:
             results.append(
                 Result(
                     text=text,
-                    input_tokens=int(inputs["attention_mask"][row].sum()),
+                    input_tokens=int(input_tokens[row]),
                     output_tokens=length,
                     hit_limit=length >= key.max_new_tokens,
                 )
