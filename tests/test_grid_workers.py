@@ -11,13 +11,14 @@ from vlmguard_eval.report.runs import load_report_runs
 
 
 def config(demo_dir: Path, log_dir: Path, workers: int) -> GridConfig:
+    """Each worker runs its tasks at once, with more samples in flight than connections (as bench/served_grid.py)."""
     return GridConfig(
         benchmarks=[{"task": "siuo", "args": {"format": "mcqa", "data_dir": str(demo_dir)}}],
         defenses=[{"name": "none"}, {"name": "self_reminder"}, {"name": "safety_prompt"}],
         models=["scripted/refuse"],
         roles={"grader": "scripted/judge"},
         log_dir=str(log_dir),
-        options={"limit": 2, "display": "none"},
+        options={"limit": 2, "display": "none", "max_tasks": 2, "max_connections": 1, "max_samples": 2},
         workers=workers,
     )
 

@@ -35,6 +35,7 @@ EVAL_OPTIONS: dict[str, tuple[type, ...]] = {
     "max_tokens": (int,),
     "max_connections": (int,),
     "max_samples": (int,),
+    "max_tasks": (int,),
     "fail_on_error": (bool, float, int),
     "retry_attempts": (int,),
     "retry_wait": (int, float),
