@@ -1,6 +1,6 @@
 """A whole defended run on one GPU: `vlmguard` vs `none` on SIUO-format data with three local models.
 
-    PYTHONUNBUFFERED=1 python bench/gpu_e2e.py [--samples 256] [--max-tokens 128] [--decode graphs]
+    PYTHONUNBUFFERED=1 python bench/gpu_e2e.py [--samples 256] [--max-tokens 64] [--decode dynamic]
                             [--target llava-1.5-7b] [--rewriter llava-1.5-7b] [--judge llava-3b]
 
 Random-weight models of real shapes are built on the GPU (models/tiny.py: TEXT_SHAPES; nothing is
@@ -10,11 +10,18 @@ Every call is capped at `--max-tokens` new tokens and SIUO runs one epoch, to fi
 (random weights rarely stop early, so each call runs to the cap). A warm-up run over `--warmup`
 samples compiles the decode shapes first. Reported per run: samples/s, GPU utilization (NVML, sampled
 every 100 ms) averaged over the run, and peak GPU memory. Target: mean utilization >= 60%.
+
+Every 30 s a line shows the last window's and the run's mean utilization so far, and each model's batch
+count, so a run cut short still says how far it got. Memory, learnt on an H100 (80 GB): the three models'
+weights take 32.5 GiB, and LLaVA-1.5's KV cache (full multi-head attention, ~0.5 MB per token for a 7B)
+over prompts of 576 image tokens plus instructions (the rewriter's ~1,100 tokens) takes most of the rest:
+batch 16 with 96 samples in flight ran out of memory, batch 8 with 48 in flight peaked at 76.6 GiB.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import threading
 import time
@@ -22,6 +29,9 @@ from pathlib import Path
 
 from common import siuo_copy
 from local_batching import build
+
+# before CUDA starts: three models' caches of many lengths fragment the allocator's fixed-size segments
+os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 
 
 class GpuSampler:
@@ -35,6 +45,7 @@ class GpuSampler:
         self._handle = pynvml.nvmlDeviceGetHandleByIndex(0)
         self._period = period
         self.samples: list[tuple[float, int, int]] = []
+        self.run_started = time.perf_counter()  # set by each run, for the run-so-far mean
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -56,6 +67,23 @@ class GpuSampler:
     def stop(self) -> None:
         self._stop.set()
 
+    def report_every(self, seconds: float, extra) -> None:
+        """Print utilization, memory and `extra()` every `seconds` on a thread (shows where a long run stalls)."""
+
+        def loop() -> None:
+            started = time.perf_counter()
+            while not self._stop.wait(seconds):
+                now = time.perf_counter()
+                util, used = self.window(now - seconds, now)
+                so_far, _ = self.window(self.run_started, now)
+                print(
+                    f"  [{now - started:5.0f} s] GPU {util:3.0f}% (run so far {so_far:3.0f}%), {used:.1f} GiB in use; "
+                    f"batches {extra()}",
+                    flush=True,
+                )
+
+        threading.Thread(target=loop, daemon=True).start()
+
 
 def main() -> None:
     import torch
@@ -67,11 +95,11 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=256)
-    parser.add_argument("--warmup", type=int, default=16)
-    parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-samples", type=int, default=96, help="samples in flight")
-    parser.add_argument("--decode", default="graphs")
+    parser.add_argument("--warmup", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-samples", type=int, default=48, help="samples in flight")
+    parser.add_argument("--decode", default="dynamic")
     parser.add_argument("--cache-share", type=float, default=0.15, help="per model")
     parser.add_argument("--target", default="llava-1.5-7b")
     parser.add_argument("--rewriter", default="llava-1.5-7b")
@@ -100,11 +128,12 @@ def main() -> None:
     data = str(siuo_copy(Path(tempfile.mkdtemp()), args.samples))
     solvers = {"none": none, "vlmguard": vlmguard}
     sampler = GpuSampler()
+    sampler.report_every(30, lambda: {r: len(m.api.vlm.batcher.stats.sizes) for r, m in models.items()})
 
     def run(defense: str, limit: int) -> None:
         roles = {"grader": models["judge"]} | ({"rewriter": models["rewriter"]} if defense != "none" else {})
         torch.cuda.reset_peak_memory_stats()
-        started = time.perf_counter()
+        started = sampler.run_started = time.perf_counter()
         [log] = inspect_eval(
             siuo(format="gen", data_dir=data, epochs=1),
             solver=solvers[defense](),
@@ -133,7 +162,7 @@ def main() -> None:
 
     started = time.perf_counter()
     run("vlmguard", args.warmup)
-    print(f"warm-up (compiles the decode shapes): {time.perf_counter() - started:.1f} s", flush=True)
+    print(f"warm-up (with --decode graphs: compiling): {time.perf_counter() - started:.1f} s", flush=True)
     for defense in args.defenses:
         run(defense, args.samples)
     sampler.stop()
