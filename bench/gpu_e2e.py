@@ -8,7 +8,7 @@ downloaded): the target (LLaVA-1.5-7B), the rewriter (7B, the paper's rewriter s
 judge (`grader`), each an `hfvlm/` model with its own batcher, all on one GPU in one Inspect process.
 Every call is capped at `--max-tokens` new tokens and SIUO runs one epoch, to fit a benchmark's time
 (random weights rarely stop early, so each call runs to the cap). A warm-up run over `--warmup`
-samples compiles the decode shapes first. Reported per run: samples/s, GPU utilization (NVML, sampled
+samples goes first (with `--decode graphs` it compiles the decode shapes). Reported per run: samples/s, GPU utilization (NVML, sampled
 every 100 ms) averaged over the run, and peak GPU memory. Target: mean utilization >= 60%.
 
 Every 30 s a line shows the last window's and the run's mean utilization so far, and each model's batch
