@@ -161,8 +161,9 @@ def write_grid(tmp_path: Path, demo_dir: Path, **extra) -> Path:
 
 
 def start_grid(config: Path, delay: float) -> subprocess.Popen:
-    # the grid starts with SIGINT at its default, as from a shell, whatever an earlier test left in this process
-    # (an ignored SIGINT is inherited through exec, and Python then keeps ignoring it)
+    # the grid starts with SIGINT at its default, as from an interactive shell: a test run started in the
+    # background by a non-interactive shell (`make test &`) ignores SIGINT, as POSIX shells do without job
+    # control, and an ignored SIGINT is inherited through exec and kept ignored by Python
     return subprocess.Popen(
         [sys.executable, "-c", SLOW_GRID, str(config), str(delay)],
         env=ENV,
