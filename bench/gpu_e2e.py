@@ -8,8 +8,9 @@ downloaded): the target (LLaVA-1.5-7B), the rewriter (7B, the paper's rewriter s
 judge (`grader`), each an `hfvlm/` model with its own batcher, all on one GPU in one Inspect process.
 Every call is capped at `--max-tokens` new tokens and SIUO runs one epoch, to fit a benchmark's time
 (random weights rarely stop early, so each call runs to the cap). A warm-up run over `--warmup`
-samples goes first (with `--decode graphs` it compiles the decode shapes). Reported per run: samples/s, GPU utilization (NVML, sampled
-every 100 ms) averaged over the run, and peak GPU memory. Target: mean utilization >= 60%.
+samples goes first (with `--decode graphs` it compiles the decode shapes). Reported per run: samples/s,
+GPU utilization (NVML, sampled every 100 ms) averaged over the run, and peak GPU memory. Target: mean
+utilization >= 60%.
 
 Every 30 s a line shows the last window's and the run's mean utilization so far, and each model's batch
 count, so a run cut short still says how far it got. Memory, learnt on an H100 (80 GB): the three models'
@@ -128,7 +129,11 @@ def main() -> None:
     data = str(siuo_copy(Path(tempfile.mkdtemp()), args.samples))
     solvers = {"none": none, "vlmguard": vlmguard}
     sampler = GpuSampler()
-    sampler.report_every(30, lambda: {r: len(m.api.vlm.batcher.stats.sizes) for r, m in models.items()})
+
+    def batch_counts() -> dict[str, int]:
+        return {role: model.api.vlm.batcher.stats.batches for role, model in models.items()}
+
+    sampler.report_every(30, batch_counts)
 
     def run(defense: str, limit: int) -> None:
         roles = {"grader": models["judge"]} | ({"rewriter": models["rewriter"]} if defense != "none" else {})
@@ -148,21 +153,18 @@ def main() -> None:
         ended = time.perf_counter()
         util, used = sampler.window(started, ended)
         failed = [s.error.message + "\n" + s.error.traceback[-1500:] for s in log.samples or [] if s.error]
-        errors = len(failed)
-        batches = {r: len(m.api.vlm.batcher.stats.sizes) for r, m in models.items()}
         print(
             f"{defense:9s} {limit} samples in {ended - started:6.1f} s: {limit / (ended - started):5.2f} samples/s, "
             f"GPU utilization {util:4.0f}% (mean), peak memory {used:.1f} GiB in use "
             f"({torch.cuda.max_memory_allocated() / 2**30:.1f} GiB allocated by torch), status {log.status}, "
-            f"{errors} sample errors; batches so far {batches}",
+            f"{len(failed)} sample errors; batches so far {batch_counts()}",
             flush=True,
         )
         if failed:
             print(f"  first sample error: {failed[0]}", flush=True)
 
-    started = time.perf_counter()
+    print("warm-up (with --decode graphs it compiles the decode shapes):", flush=True)
     run("vlmguard", args.warmup)
-    print(f"warm-up (with --decode graphs: compiling): {time.perf_counter() - started:.1f} s", flush=True)
     for defense in args.defenses:
         run(defense, args.samples)
     sampler.stop()

@@ -309,8 +309,7 @@ class LoadedVLM:
         text = self.model.config.get_text_config(decoder=True)
         heads = getattr(text, "num_key_value_heads", None) or text.num_attention_heads
         head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
-        itemsize = self._torch.empty((), dtype=self.torch_dtype).element_size()
-        return 2 * text.num_hidden_layers * heads * head_dim * rows * length * itemsize
+        return 2 * text.num_hidden_layers * heads * head_dim * rows * length * self.torch_dtype.itemsize
 
     def _static_cache(self, rows: int, length: int) -> Any:
         """The reusable static cache for `rows` rows holding at least `length` tokens, emptied. A cache is
