@@ -114,7 +114,9 @@ def test_shaped_models_name_a_known_shape(tmp_path: Path) -> None:
         build_shaped_vlm(tmp_path / "m", "llava-70b", ["some text"])
 
 
-def test_graphs_models_load_and_share_their_device_thread(tiny_vlm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_graphs_models_load_and_share_their_device_thread(
+    tiny_vlm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`graphs` needs CUDA to compile; on CPU (the check lifted) the same path runs without compiling, which
     is enough to see a `graphs` checkpoint load (it asks for its device's thread while loading) and two of
     them run `generate` on that one thread, each preparing its inputs on its own batcher thread."""
@@ -124,8 +126,9 @@ def test_graphs_models_load_and_share_their_device_thread(tiny_vlm: Path, monkey
     loaded: list[local_vlm.LoadedVLM] = []
 
     def load_two() -> None:
-        for dtype in ("float32", "auto"):  # two cache keys: two loaded models
-            loaded.append(load_vlm(str(tiny_vlm), dtype=dtype, decode="graphs"))
+        (tmp_path / "link").symlink_to(tiny_vlm, target_is_directory=True)
+        for path in (tiny_vlm, tmp_path / "link"):  # two folder names: two loaded models
+            loaded.append(load_vlm(str(path), decode="graphs"))
 
     loader = threading.Thread(target=load_two, daemon=True)
     loader.start()

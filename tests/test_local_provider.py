@@ -113,7 +113,7 @@ def test_unknown_model_args_are_refused(tiny_vlm: Path) -> None:
         get_model(f"hfvlm/{tiny_vlm}", temprature=0.5)
 
 
-def test_trust_remote_code_is_off_unless_asked(tiny_vlm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_trust_remote_code_is_off_unless_asked(tiny_vlm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import transformers
 
     seen: list[bool] = []
@@ -124,7 +124,8 @@ def test_trust_remote_code_is_off_unless_asked(tiny_vlm: Path, monkeypatch: pyte
         return original(*args, **kwargs)
 
     monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", spy)
-    load_vlm(str(tiny_vlm), dtype="float32")  # a new cache key, so it really loads
+    (tmp_path / "link").symlink_to(tiny_vlm, target_is_directory=True)
+    load_vlm(str(tmp_path / "link"))  # a new cache key, so it really loads
     assert seen == [False]
 
 
@@ -156,3 +157,33 @@ def test_llava_v1_template_renders_the_original_llava_prompt(tiny_vlm: Path, tmp
 def test_an_unknown_chat_template_is_refused(tiny_vlm: Path) -> None:
     with pytest.raises(ValueError, match="llava_v1"):
         get_model(f"hfvlm/{tiny_vlm}", chat_template="vicuna_v9")
+
+
+def test_an_eval_loads_the_weights_once_whatever_the_model_args(tiny_vlm: Path, tmp_path: Path) -> None:
+    """Inspect resolves each model event's name to a context window for its live session (`get_model_info`);
+    for a name it does not know, that builds the provider anew with default args. That must not load a second
+    copy of the weights (on a GPU: twice the memory for every local model given non-default `-M` args)."""
+    from inspect_ai import Task, eval
+    from inspect_ai.dataset import Sample
+    from inspect_ai.solver import generate
+
+    from vlmguard_eval.models import local_vlm
+
+    path = shutil.copytree(tiny_vlm, tmp_path / "own-copy")  # a folder no other test has loaded
+    [log] = eval(
+        Task(dataset=[Sample(input="Hello?"), Sample(input="Why?")], solver=generate()),
+        model=f"hfvlm/{path}",
+        model_args={"device": "cpu", "decode": "static", "batch_size": 2},
+        max_tokens=3,
+        log_dir=str(tmp_path / "logs"),
+        display="none",
+    )
+    assert log.status == "success"
+    loaded = [key for key in local_vlm._LOADED if key[0] == str(path)]
+    assert len(loaded) == 1, loaded
+
+
+def test_auto_device_and_dtype_name_the_load_they_resolve_to(tiny_vlm: Path) -> None:
+    assert load_vlm(str(tiny_vlm), device="auto", dtype="auto") is load_vlm(
+        str(tiny_vlm), device="cpu", dtype="float32"
+    )

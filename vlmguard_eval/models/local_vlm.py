@@ -34,8 +34,10 @@ from inspect_ai.model import (
     ContentImage,
     GenerateConfig,
     ModelAPI,
+    ModelInfo,
     ModelOutput,
     ModelUsage,
+    set_model_info,
 )
 from inspect_ai.tool import ToolChoice, ToolInfo
 from PIL import Image
@@ -235,6 +237,12 @@ class LoadedVLM:
         # thread, while each model's batcher thread prepares its inputs (the processor's CPU work) meanwhile
         self._device_runner = _device_thread(self.device) if self.decode == "graphs" else None
         self.batcher: MicroBatcher[Request, Result] = MicroBatcher(self.run_batch, batch_size, batch_wait_ms / 1000)
+
+    @property
+    def context_length(self) -> int | None:
+        """Tokens the text model's positions cover, where its config says."""
+        text = self.model.config.get_text_config(decoder=True)
+        return getattr(text, "max_position_embeddings", None)
 
     @property
     def image_token(self) -> str | None:
@@ -440,8 +448,10 @@ def load_vlm(
     decode: str = "dynamic",
     cache_share: float = 0.3,
 ) -> LoadedVLM:
-    """Load a checkpoint once per process (roles naming the same one share weights and batcher)."""
-    key = (path, revision, device, dtype, trust_remote_code, decode)
+    """Load a checkpoint once per process (roles naming the same one share weights and batcher); `auto` is
+    resolved first, so `device=auto` and the device it picks name one load."""
+    device = _resolve_device(device)
+    key = (path, revision, device, str(_resolve_dtype(dtype, device)), trust_remote_code, decode)
     with _LOAD_LOCK:
         if key not in _LOADED:
             _LOADED[key] = LoadedVLM(
@@ -524,6 +534,10 @@ class TransformersVLM(ModelAPI):
             str(decode),
             float(cache_share),
         )
+        # Inspect looks up each model event's name for a context window (its live session's usage chip); a name
+        # it does not know, it resolves by building the provider anew with default args, which would load a
+        # second copy of these weights. Registering the name answers the lookup from what is loaded.
+        set_model_info(f"hfvlm/{model_name}", ModelInfo(context_length=self.vlm.context_length))
 
     def max_connections(self) -> int:
         # enough concurrent requests in flight to fill a batch
