@@ -10,13 +10,18 @@ Every call is capped at `--max-tokens` new tokens and SIUO runs one epoch, to fi
 (random weights rarely stop early, so each call runs to the cap). A warm-up run over `--warmup`
 samples goes first (with `--decode graphs` it compiles the decode shapes). Reported per run: samples/s,
 GPU utilization (NVML, sampled every 100 ms) averaged over the run, and peak GPU memory. Target: mean
-utilization >= 60%.
+utilization >= 60%. Roles of one shape share one checkpoint built on disk, each loading it through its
+own folder name, so each role is a model of its own in memory, as in a real run.
+
+`--device cpu` with `tiny` models is a smoke run of the same path, for the tests (no figure):
+    python bench/gpu_e2e.py --device cpu --target tiny --rewriter tiny --judge tiny --samples 4 --warmup 2
 
 Every 30 s a line shows the last window's and the run's mean utilization so far, and each model's batch
-count, so a run cut short still says how far it got. Memory, learnt on an H100 (80 GB): the three models'
-weights take 32.5 GiB, and LLaVA-1.5's KV cache (full multi-head attention, ~0.5 MB per token for a 7B)
-over prompts of 576 image tokens plus instructions (the rewriter's ~1,100 tokens) takes most of the rest:
-batch 16 with 96 samples in flight ran out of memory, batch 8 with 48 in flight peaked at 76.6 GiB.
+count, so a run cut short still says how far it got; the last line counts the checkpoints in memory (one
+per role). Memory on an H100 (80 GB): the three models' weights take 32.5 GiB. The 2026-11-23 runs (batch 16
+with 96 samples in flight ran out of memory; batch 8 with 48 in flight peaked at 76.6 GiB) also held a
+second copy of every model, loaded by Inspect's model-info lookup (fixed since: README Performance), so the
+defaults below are conservative: try `--batch-size 16 --max-samples 96` once the defaults have a figure.
 """
 
 from __future__ import annotations
@@ -36,20 +41,20 @@ os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 
 
 class GpuSampler:
-    """GPU utilization and memory in use, read from NVML every `period` seconds on a thread."""
+    """GPU utilization and memory in use, read from NVML every `period` seconds on a thread (none on a CPU)."""
 
-    def __init__(self, period: float = 0.1) -> None:
-        import pynvml
-
-        pynvml.nvmlInit()
-        self._nvml = pynvml
-        self._handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+    def __init__(self, on_gpu: bool, period: float = 0.1) -> None:
         self._period = period
         self.samples: list[tuple[float, int, int]] = []
         self.run_started = time.perf_counter()  # set by each run, for the run-so-far mean
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        if on_gpu:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self._nvml = pynvml
+            self._handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+            threading.Thread(target=self._run, daemon=True).start()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -93,6 +98,7 @@ def main() -> None:
 
     from solvers import none, vlmguard
     from tasks.siuo import siuo
+    from vlmguard_eval.models import local_vlm
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=256)
@@ -106,11 +112,18 @@ def main() -> None:
     parser.add_argument("--rewriter", default="llava-1.5-7b")
     parser.add_argument("--judge", default="llava-3b")
     parser.add_argument("--defenses", nargs="+", default=["vlmguard", "none"])
+    parser.add_argument("--device", default="cuda", help="cpu: a smoke run of the same path (no figure)")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
-        raise SystemExit("bench/gpu_e2e.py measures a GPU; none is visible here")
+    on_gpu = args.device.startswith("cuda")
+    if on_gpu and not torch.cuda.is_available():
+        raise SystemExit("bench/gpu_e2e.py measures a GPU; none is visible here (--device cpu: a smoke run)")
 
-    paths = {role: build(getattr(args, role)) for role in ("target", "rewriter", "judge")}
+    roles = ("target", "rewriter", "judge")
+    built = {shape: Path(build(shape)) for shape in {getattr(args, role) for role in roles}}
+    paths = {}  # each role its own folder name (one model each), over one built checkpoint per shape
+    for role in roles:
+        paths[role] = Path(tempfile.mkdtemp()) / role
+        paths[role].symlink_to(built[getattr(args, role)], target_is_directory=True)
     capped = GenerateConfig(max_tokens=args.max_tokens)
 
     def local(role: str):
@@ -119,16 +132,17 @@ def main() -> None:
             config=capped,
             batch_size=args.batch_size,
             decode=args.decode,
-            device="cuda",
+            device=args.device,
             cache_share=args.cache_share,
             memoize=False,
         )
 
     models = {role: local(role) for role in paths}
-    print(f"loaded; GPU memory allocated {torch.cuda.memory_allocated() / 2**30:.1f} GiB", flush=True)
+    if on_gpu:
+        print(f"loaded; GPU memory allocated {torch.cuda.memory_allocated() / 2**30:.1f} GiB", flush=True)
     data = str(siuo_copy(Path(tempfile.mkdtemp()), args.samples))
     solvers = {"none": none, "vlmguard": vlmguard}
-    sampler = GpuSampler()
+    sampler = GpuSampler(on_gpu)
 
     def batch_counts() -> dict[str, int]:
         return {role: model.api.vlm.batcher.stats.batches for role, model in models.items()}
@@ -137,7 +151,8 @@ def main() -> None:
 
     def run(defense: str, limit: int) -> None:
         roles = {"grader": models["judge"]} | ({"rewriter": models["rewriter"]} if defense != "none" else {})
-        torch.cuda.reset_peak_memory_stats()
+        if on_gpu:
+            torch.cuda.reset_peak_memory_stats()
         started = sampler.run_started = time.perf_counter()
         [log] = inspect_eval(
             siuo(format="gen", data_dir=data, epochs=1),
@@ -153,10 +168,11 @@ def main() -> None:
         ended = time.perf_counter()
         util, used = sampler.window(started, ended)
         failed = [s.error.message + "\n" + s.error.traceback[-1500:] for s in log.samples or [] if s.error]
+        allocated = torch.cuda.max_memory_allocated() / 2**30 if on_gpu else float("nan")
         print(
             f"{defense:9s} {limit} samples in {ended - started:6.1f} s: {limit / (ended - started):5.2f} samples/s, "
             f"GPU utilization {util:4.0f}% (mean), peak memory {used:.1f} GiB in use "
-            f"({torch.cuda.max_memory_allocated() / 2**30:.1f} GiB allocated by torch), status {log.status}, "
+            f"({allocated:.1f} GiB allocated by torch), status {log.status}, "
             f"{len(failed)} sample errors; batches so far {batch_counts()}",
             flush=True,
         )
@@ -168,6 +184,7 @@ def main() -> None:
     for defense in args.defenses:
         run(defense, args.samples)
     sampler.stop()
+    print(f"checkpoints in memory: {len(local_vlm._LOADED)} (one per role)", flush=True)
 
 
 if __name__ == "__main__":

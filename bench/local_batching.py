@@ -10,7 +10,9 @@ plain transformers `generate` runs the same prompts one by one and as one batch.
 random-weight model of that real shape is built on the device first (models/tiny.py: TEXT_SHAPES).
 Targets: batched at 32 beats sequential by >= 10x (tiny, CPU); on an H100 with llava-1.5-7b, `graphs`
 reaches >= 2,000 tokens/s at 32 concurrent and >= 100 tokens/s single-stream. Each mode's first pass
-(compiling its shapes) is timed apart, and its greedy outputs are compared with plain `generate`'s.
+(compiling its shapes) is timed apart, and its greedy outputs are compared with plain `generate`'s. With
+`--shape` on a GPU whose datasheet bench/roofline.py holds, each rate is also shown as a share of the
+roofline bound for its rows and measured prompt length.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import time
 from pathlib import Path
 
 from common import REPO
+from roofline import GPUS, bound_tokens_per_s, gpu_from_name
 
 CONCURRENCY = (8, 32)
 
@@ -43,14 +46,19 @@ def corpus() -> list[str]:
 
 
 def build(shape: str) -> str:
+    """A random-weight model of `shape` (models/tiny.py: TEXT_SHAPES, or `tiny`: the test VLM), on the GPU if any."""
     import torch
 
-    from vlmguard_eval.models.tiny import build_shaped_vlm
+    from vlmguard_eval.models.tiny import build_shaped_vlm, build_tiny_vlm
 
     started = time.perf_counter()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    path = build_shaped_vlm(Path(tempfile.mkdtemp()) / shape, shape, corpus(), device=device)
-    torch.cuda.empty_cache()
+    if shape == "tiny":
+        path = build_tiny_vlm(Path(tempfile.mkdtemp()) / shape)
+    else:
+        path = build_shaped_vlm(Path(tempfile.mkdtemp()) / shape, shape, corpus(), device=device)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     print(f"built random-weight {shape} in {time.perf_counter() - started:.1f} s", flush=True)
     return str(path)
 
@@ -115,8 +123,10 @@ def main() -> None:
 
     for mode in args.decode:
         model = get_model(f"hfvlm/{path}", decode=mode, batch_size=args.requests, batch_wait_ms=20)
+        prompt_tokens = 0
 
         async def ours(concurrency: int, count: int) -> tuple[float, int, list[str]]:
+            nonlocal prompt_tokens
             start, tokens, texts = time.perf_counter(), 0, []
             for first in range(0, count, concurrency):
                 outputs = await asyncio.gather(
@@ -126,6 +136,7 @@ def main() -> None:
                     )
                 )
                 tokens += sum(o.usage.output_tokens for o in outputs)
+                prompt_tokens = max(prompt_tokens, *(o.usage.input_tokens for o in outputs))
                 texts += [o.completion for o in outputs]
             return time.perf_counter() - start, tokens, texts
 
@@ -146,6 +157,17 @@ def main() -> None:
             + f"; greedy outputs equal to plain generate: {same}/{min(len(texts), len(reference))}",
             flush=True,
         )
+        gpu = gpu_from_name(torch.cuda.get_device_name()) if torch.cuda.is_available() else None
+        if args.shape and gpu:
+            shares = {
+                c: r / bound_tokens_per_s(args.shape, c, prompt_tokens, args.new_tokens, GPUS[gpu])[0]
+                for c, r in rates.items()
+            }
+            print(
+                f"hfvlm decode={mode}: share of the {gpu} roofline bound ({prompt_tokens} prompt tokens): "
+                + ", ".join(f"{c} concurrent {s:.0%}" for c, s in shares.items()),
+                flush=True,
+            )
     if torch.cuda.is_available():
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
 
