@@ -10,9 +10,10 @@ plain transformers `generate` runs the same prompts one by one and as one batch.
 random-weight model of that real shape is built on the device first (models/tiny.py: TEXT_SHAPES).
 Targets: batched at 32 beats sequential by >= 10x (tiny, CPU); on an H100 with llava-1.5-7b, `graphs`
 reaches >= 2,000 tokens/s at 32 concurrent and >= 100 tokens/s single-stream. Each mode's first pass
-(compiling its shapes) is timed apart, and its greedy outputs are compared with plain `generate`'s. With
-`--shape` on a GPU whose datasheet bench/roofline.py holds, each rate is also shown as a share of the
-roofline bound for its rows and measured prompt length.
+(compiling its shapes) is timed apart, and its greedy outputs are compared with plain `generate`'s. The
+32-concurrent time is split into the same requests' one-token calls (prefill and the per-call work) and the
+rest (decoding). With `--shape` on a GPU whose datasheet bench/roofline.py holds, each rate and each of
+those phases is also shown as a share of its roofline bound, for its rows and measured prompt length.
 """
 
 from __future__ import annotations
@@ -125,13 +126,13 @@ def main() -> None:
         model = get_model(f"hfvlm/{path}", decode=mode, batch_size=args.requests, batch_wait_ms=20)
         prompt_tokens = 0
 
-        async def ours(concurrency: int, count: int) -> tuple[float, int, list[str]]:
+        async def ours(concurrency: int, count: int, new_tokens: int = args.new_tokens) -> tuple[float, int, list[str]]:
             nonlocal prompt_tokens
             start, tokens, texts = time.perf_counter(), 0, []
             for first in range(0, count, concurrency):
                 outputs = await asyncio.gather(
                     *(
-                        model.generate(messages(p), config=config)
+                        model.generate(messages(p), config=config.merge(GenerateConfig(max_tokens=new_tokens)))
                         for p in prompts[first : min(first + concurrency, count)]
                     )
                 )
@@ -149,6 +150,10 @@ def main() -> None:
         for concurrency in CONCURRENCY:
             seconds, tokens, _ = asyncio.run(ours(concurrency, args.requests))
             rates[concurrency] = tokens / seconds
+        # the last (32-concurrent) run's prefill alone, the same requests with one new token: warm, then timed
+        asyncio.run(ours(32, args.requests, new_tokens=1))
+        prefill = asyncio.run(ours(32, args.requests, new_tokens=1))[0]
+        decoding = seconds - prefill
         same = sum(a == b for a, b in zip(texts, reference, strict=False))
         print(
             f"hfvlm decode={mode}: "
@@ -157,15 +162,23 @@ def main() -> None:
             + f"; greedy outputs equal to plain generate: {same}/{min(len(texts), len(reference))}",
             flush=True,
         )
+        print(
+            f"hfvlm decode={mode}: 32 concurrent, {prefill:.3f} s for one token (prefill and per-call work) "
+            f"+ {decoding:.3f} s for the other {args.new_tokens - 1} (decoding)",
+            flush=True,
+        )
         gpu = gpu_from_name(torch.cuda.get_device_name()) if torch.cuda.is_available() else None
         if args.shape and gpu:
-            shares = {
-                c: r / bound_tokens_per_s(args.shape, c, prompt_tokens, args.new_tokens, GPUS[gpu])[0]
-                for c, r in rates.items()
+            bounds = {
+                c: bound_tokens_per_s(args.shape, min(c, args.requests), prompt_tokens, args.new_tokens, GPUS[gpu])
+                for c in rates
             }
+            batches = -(-args.requests // 32)  # the 32-concurrent run's batches, each bounded as bounds[32]
+            bound_prefill, bound_decoding = batches * bounds[32][1], batches * bounds[32][2]
             print(
                 f"hfvlm decode={mode}: share of the {gpu} roofline bound ({prompt_tokens} prompt tokens): "
-                + ", ".join(f"{c} concurrent {s:.0%}" for c, s in shares.items()),
+                + ", ".join(f"{c} concurrent {r / bounds[c][0]:.0%}" for c, r in rates.items())
+                + f"; 32 concurrent: prefill {bound_prefill / prefill:.0%}, decoding {bound_decoding / decoding:.0%}",
                 flush=True,
             )
     if torch.cuda.is_available():

@@ -81,8 +81,8 @@ def bound_tokens_per_s(
         + 2 * projector_params * (patches - 1)
     )
     decoding = 0.0
-    for step in range(new_tokens):
-        context = cache_length or prompt_tokens + step + 1
+    for step in range(1, new_tokens):  # prefill's logits give the first new token; each step adds one more
+        context = cache_length or prompt_tokens + step
         traffic = bytes_per_param * (layers * layer_params + head_params + rows * layers * kv_width * context)
         compute = rows * (2 * layers * layer_params + 2 * head_params + 4 * layers * hidden * context)
         decoding += max(traffic / (1e12 * gpu.bandwidth_tb_s), compute / flops)
