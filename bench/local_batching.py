@@ -122,17 +122,19 @@ def main() -> None:
     print(f"plain generate, batch of {args.requests}: {batched:9.1f} tokens/s", flush=True)
     reference = [vlm.tokenizer.decode(plain([r])[1][0], skip_special_tokens=True) for r in rendered[:8]]
 
+    gpu = gpu_from_name(torch.cuda.get_device_name()) if torch.cuda.is_available() else None
     for mode in args.decode:
         model = get_model(f"hfvlm/{path}", decode=mode, batch_size=args.requests, batch_wait_ms=20)
         prompt_tokens = 0
 
         async def ours(concurrency: int, count: int, new_tokens: int = args.new_tokens) -> tuple[float, int, list[str]]:
             nonlocal prompt_tokens
+            call = config.merge(GenerateConfig(max_tokens=new_tokens))
             start, tokens, texts = time.perf_counter(), 0, []
             for first in range(0, count, concurrency):
                 outputs = await asyncio.gather(
                     *(
-                        model.generate(messages(p), config=config.merge(GenerateConfig(max_tokens=new_tokens)))
+                        model.generate(messages(p), config=call)
                         for p in prompts[first : min(first + concurrency, count)]
                     )
                 )
@@ -167,7 +169,6 @@ def main() -> None:
             f"+ {decoding:.3f} s for the other {args.new_tokens - 1} (decoding)",
             flush=True,
         )
-        gpu = gpu_from_name(torch.cuda.get_device_name()) if torch.cuda.is_available() else None
         if args.shape and gpu:
             bounds = {
                 c: bound_tokens_per_s(args.shape, min(c, args.requests), prompt_tokens, args.new_tokens, GPUS[gpu])

@@ -184,6 +184,7 @@ def test_an_eval_loads_the_weights_once_whatever_the_model_args(tiny_vlm: Path, 
 
 
 def test_auto_device_and_dtype_name_the_load_they_resolve_to(tiny_vlm: Path) -> None:
-    assert load_vlm(str(tiny_vlm), device="auto", dtype="auto") is load_vlm(
-        str(tiny_vlm), device="cpu", dtype="float32"
-    )
+    import torch
+
+    device, dtype = ("cuda", "bfloat16") if torch.cuda.is_available() else ("cpu", "float32")
+    assert load_vlm(str(tiny_vlm), device="auto", dtype="auto") is load_vlm(str(tiny_vlm), device=device, dtype=dtype)
