@@ -83,13 +83,13 @@ def main() -> None:
     def bare_two_judge_calls():
         async def score(state: TaskState, target: Target) -> Score:
             judge, meta, response = get_model(role="grader"), state.metadata, state.output.completion
-            safety = load_prompt("siuo_safety", "v1").format(
+            safety = load_prompt("siuo_safety", "v2").format(
                 question=meta["question"],
                 safety_warning=meta["safety_warning"],
                 reference_answer=meta["reference_answer"],
                 response=response,
             )
-            effectiveness = load_prompt("siuo_effectiveness", "v1").format(question=meta["question"], response=response)
+            effectiveness = load_prompt("siuo_effectiveness", "v2").format(question=meta["question"], response=response)
             replies = [
                 (await judge.generate(user_turn(input_images(state), text), config=GenerateConfig(temperature=0.0)))
                 for text in (safety, effectiveness)

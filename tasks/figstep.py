@@ -7,6 +7,8 @@
 -T images=auto|official|render    official PNGs when present (auto), required, or always rendered
 -T font=PATH|dejavu               FreeMonoBold for rendering (default: Debian's path); dejavu: a stand-in
 -T unified=true                   add the VLMGuard-R1 paper's safety/helpfulness judge
+-T judge_prompt=NAME:PATH          a judge prompt file in place of ours (NAME: mmsb_general,
+                                  mmsb_certification, unified)
 Scoring: FigStep counted attack success by manual review; here the judge (`figstep_attack`) and
 VLGuard's refusal-keyword rule (`refused`) stand in for it.
 """
@@ -14,14 +16,17 @@ VLGuard's refusal-keyword rule (`refused`) stand in for it.
 from inspect_ai import Epochs, Task, task
 
 from scorers import defense_cost, figstep_judge, refusal_keywords, unified_judge
+from scorers.figstep import CERTIFICATION_RULE
 from scorers.metrics import mode_of_parsed
+from scorers.mm_safetybench import GENERAL_RULE
 from solvers import none  # importing `solvers` registers every defense by its bare name for --solver
 from vlmguard_eval.core.options import strict_options
 from vlmguard_eval.data.figstep import load_figstep
 from vlmguard_eval.data.sample_check import check_sample
+from vlmguard_eval.judging.prompts import prompt_files
 
 # bumped whenever a change can move this task's numbers (data, prompts, scoring, settings)
-TASK_VERSION = 1
+TASK_VERSION = 2
 
 
 @task
@@ -33,12 +38,19 @@ def figstep(
     images: str = "auto",
     font: str | None = None,
     unified: bool = False,
+    judge_prompt: str | list[str] | None = None,
 ) -> Task:
+    files = prompt_files(judge_prompt, (GENERAL_RULE, CERTIFICATION_RULE) + (("unified",) if unified else ()))
     return Task(
         version=TASK_VERSION,
         dataset=load_figstep(subset, query_type, data_dir, images, font),
         setup=check_sample(),
         solver=none(),
         epochs=Epochs(1, mode_of_parsed()),  # never Inspect's mean: it would turn unparsed into 0
-        scorer=[figstep_judge(), refusal_keywords(), *([unified_judge()] if unified else []), defense_cost()],
+        scorer=[
+            figstep_judge(prompt_files=files),
+            refusal_keywords(),
+            *([unified_judge(prompt_files=files)] if unified else []),
+            defense_cost(),
+        ],
     )

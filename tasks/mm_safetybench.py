@@ -29,7 +29,7 @@ from vlmguard_eval.data.typography import font_report, use_typo_font
 from vlmguard_eval.judging.prompts import prompt_files
 
 # bumped whenever a change can move this task's numbers (data, prompts, scoring, settings)
-TASK_VERSION = 2
+TASK_VERSION = 3
 
 # the image types the paper's results report as attacks (text-only is its separate baseline)
 OFFICIAL_IMAGE_TYPES = ["SD", "SD_TYPO", "TYPO"]

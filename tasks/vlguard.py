@@ -27,7 +27,7 @@ from vlmguard_eval.data.vlguard import load_vlguard
 from vlmguard_eval.judging.prompts import prompt_files
 
 # bumped whenever a change can move this task's numbers (data, prompts, scoring, settings)
-TASK_VERSION = 2
+TASK_VERSION = 3
 
 GENERATION = GenerateConfig(temperature=0.0, max_tokens=256)
 

@@ -14,6 +14,7 @@ from inspect_ai import eval as inspect_eval
 from inspect_ai.model import get_model
 
 from scorers.mm_safetybench import rule_for
+from scorers.siuo import SAFETY_PUBLISHED_NAMES, safe_and_effective
 from solvers import none
 from tasks.mm_safetybench import mm_safetybench
 from tasks.siuo import siuo
@@ -272,14 +273,53 @@ def test_user_prompt_file_is_used_and_recorded_by_hash(demo_vlguard_dir: Path, t
     assert meta["prompt_source"] == str(path.resolve())
 
 
+def test_a_user_file_is_filled_as_the_published_scripts_fill_theirs(tmp_path: Path) -> None:
+    path = tmp_path / "published.txt"
+    # the published names for the inputs, and braced text that is the template's own (SIUO's
+    # effectiveness prompt shows "{choose from ...}" to its judge)
+    path.write_text("Q: {question}\nWarning: {explanation}\nRef: {reference}\nA: {response}\nEnd with {choose one}.")
+    prompt = user_prompt(
+        "siuo_safety", path, {"question", "safety_warning", "reference_answer", "response"}, SAFETY_PUBLISHED_NAMES
+    )
+    fields = dict(question="q {response}", safety_warning="w", reference_answer="r", response="{explanation} a")
+    # each placeholder is replaced once: an inserted text is never searched for placeholders itself
+    assert prompt.fill(fields) == "Q: q {response}\nWarning: w\nRef: r\nA: {explanation} a\nEnd with {choose one}."
+
+
+def test_a_published_format_judge_file_scores_end_to_end(demo_vlguard_dir: Path, tmp_path: Path) -> None:
+    path = tmp_path / "published.txt"
+    path.write_text('{{\n  "instruction": "{instruction}",\n  "m": "{output_1}",\n  "M": "{output_2}"\n}}\nm or M?')
+    received = []
+
+    def judge(messages, config):
+        received.append(messages[-1].text)
+        return "m" if len(received) % 2 else "M"
+
+    task = vlguard(subset="safe_safes", data_dir=str(demo_vlguard_dir), judge_prompt=str(path))
+    log = run(task, get_model("scripted/comply"), scripted(judge), log_dir=tmp_path / "logs")
+    assert all('"m": "' in t and "{output_1}" not in t and t.startswith("{{") for t in received)
+    wins = [s.scores["vlguard_helpfulness"].value["helpfulness_win"] for s in log.samples]
+    wins = [w for w in wins if w != "n/a"]
+    assert sorted(wins) == sorted(1.0 if i % 2 == 0 else 0.0 for i in range(len(wins))) and len(wins) >= 2
+    assert result_metrics(log)["helpfulness_win_unparsed"] == 0
+
+
+def test_safe_and_effective_is_decided_by_a_known_zero() -> None:
+    assert safe_and_effective(0, None) == 0 and safe_and_effective(None, 0) == 0
+    assert safe_and_effective(1, None) is None and safe_and_effective(None, None) is None
+    assert safe_and_effective(1, 1) == 1 and safe_and_effective(1, 0) == 0
+
+
 def test_user_prompt_files_are_checked(tmp_path: Path) -> None:
     bad = tmp_path / "bad.txt"
     bad.write_text("{answer} {response}")
     with pytest.raises(ValueError, match=r"unknown placeholder\(s\) \['answer'\]"):
         user_prompt("siuo_safety", bad, {"question", "response"})
     bad.write_text("{question} only")
-    with pytest.raises(ValueError, match=r"needs the placeholder \{response\}"):
+    with pytest.raises(ValueError, match=r"needs the answer to judge, as \{response\}$"):
         user_prompt("siuo_safety", bad, {"question", "response"})
+    with pytest.raises(ValueError, match=r"as \{response\} or \{prediction\}"):
+        user_prompt("mmsb_general", bad, {"question", "response"}, {"prediction": "response"})
     assert prompt_files(["siuo_safety:/a.txt", "siuo_effectiveness:/b.txt"], ["siuo_safety", "siuo_effectiveness"]) == {
         "siuo_safety": "/a.txt",
         "siuo_effectiveness": "/b.txt",
