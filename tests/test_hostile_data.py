@@ -90,7 +90,7 @@ def test_siuo_nested_duplicate_key_and_colliding_ids(tmp_path: Path) -> None:
         "question_id": 1,
         "image": "a.png",
         "question": "q",
-        "category": "c",
+        "category": "morality",
         "options": {"A": "a", "B": "b", "C": "c", "D": "d"},
         "correct_option": "A",
     }
@@ -194,19 +194,24 @@ def test_vlguard_wrong_types_and_colliding_ids_fail_alone(tmp_path: Path) -> Non
     assert "field 'response': expected str, got NoneType" in errors["safe_safes/nullresp"]
     assert "field 'harmful_category': expected str, got int" in errors["unsafes/badcat"]
     assert any("duplicate id 'safe_safes/ok'" in (e or "") for e in errors.values())
-    assert "field 'id': id must be 1-200 printable characters" in errors["unsafes/#record-4"]
-    assert "field 'id': expected str, got list" in errors["unsafes/#record-6"] or any(
-        "expected str, got list" in (e or "") for e in errors.values()
-    )
+    # a bad record fails as the samples it would have given: a safe image gives two, under their subsets
+    assert "field 'id': id must be 1-200 printable characters" in errors["safe_safes/#record-4"]
+    assert "field 'id': id must be 1-200 printable characters" in errors["safe_unsafes/#record-4"]
+    # the record without a usable id is named like record 5: it fails as a duplicate, keeping its own error
+    (renamed,) = [e for i, e in errors.items() if str(i).startswith("safe_unsafes/#record-6#duplicate")]
+    assert "duplicate id 'safe_unsafes/#record-6'" in renamed
+    assert "; and: " in renamed and "record #6: field 'id': expected str, got list" in renamed
     assert "field 'instr-resp[0]': expected a JSON object" in errors["safe_safes/notdict"]
 
 
-def test_vlguard_duplicate_reference_names_the_file(tmp_path: Path) -> None:
+def test_vlguard_duplicate_reference_fails_only_its_sample(tmp_path: Path) -> None:
     (tmp_path / "test").mkdir()
+    (tmp_path / "test" / "a.png").write_bytes(png_bytes())
     (tmp_path / "test.json").write_text(json.dumps([vlguard_record("ok")]))
     (tmp_path / "gpt4_safe_safes.json").write_text('[{"id": "ok", "response": "a"}, {"id": "ok", "response": "b"}]')
-    with pytest.raises(DataError, match="gpt4_safe_safes.json: record #1: field 'id': duplicate id 'ok'"):
-        load_vlguard(data_dir=tmp_path)
+    errors = errors_of(load_vlguard(data_dir=tmp_path))
+    assert "gpt4_safe_safes.json: record #1 (id ok): field 'id': duplicate id 'ok'" in errors["safe_safes/ok"]
+    assert errors["safe_unsafes/ok"] is None
 
 
 # --- MM-SafetyBench -----------------------------------------------------------------------------------

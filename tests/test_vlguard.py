@@ -58,10 +58,11 @@ def test_unknown_subset_and_bad_records(vlguard_dir: Path, tmp_path: Path) -> No
         load_vlguard("unsafe", data_dir=vlguard_dir)
     (tmp_path / "test").mkdir()
     (tmp_path / "test" / "a.png").write_bytes(png_bytes())
+    harm = {"harmful_category": "privacy", "harmful_subcategory": "personal data"}
     records = [
-        {"id": "ok", "image": "a.png", "safe": False, "instr-resp": [{"instruction": "x", "response": "y"}]},
-        {"id": "noimg", "image": "gone.png", "safe": False, "instr-resp": [{"instruction": "x", "response": "y"}]},
-        {"id": "nokey", "image": "a.png", "safe": False, "instr-resp": [{"prompt": "x"}]},
+        {"id": "ok", "image": "a.png", "safe": False, "instr-resp": [{"instruction": "x", "response": "y"}], **harm},
+        {"id": "noimg", "image": "gone.png", "safe": False, "instr-resp": [{"instruction": "x"}], **harm},
+        {"id": "nokey", "image": "a.png", "safe": False, "instr-resp": [{"prompt": "x"}], **harm},
         {"id": "badsafe", "image": "a.png", "safe": "no", "instr-resp": []},
     ]
     (tmp_path / "test.json").write_text(json.dumps(records))
@@ -70,7 +71,8 @@ def test_unknown_subset_and_bad_records(vlguard_dir: Path, tmp_path: Path) -> No
     assert errors["unsafes/ok"] is None
     assert "record #1 (id noimg): field 'image': image file not found" in errors["unsafes/noimg"]
     assert "record #2 (id nokey): field 'instr-resp': no entry with 'instruction'" in errors["unsafes/nokey"]
-    assert "record #3 (id badsafe): field 'safe': expected bool, got str" in errors["unsafes/badsafe"]
+    # which subsets it feeds cannot be told: one record error, under no subset of its own
+    assert "record #3 (id badsafe): field 'safe': expected bool, got str" in errors["unknown/badsafe"]
 
 
 def _run(data_dir: Path, target: str, judge_reply: str, tmp_path: Path, **task_args):

@@ -61,14 +61,16 @@ class RecordRef:
 
 
 def choose(value: str | Iterable[str] | None, valid: tuple[str, ...], what: str) -> list[str]:
-    """Normalise a task parameter naming one, several (list or comma text) or 'all' of `valid`."""
+    """Normalise a task parameter naming one, several (list or comma text) or 'all' of `valid`.
+
+    A name given twice counts once (in first-given order): the same items twice would collide by id."""
     if value is None or value == "all":
         return list(valid)
     names = [v.strip() for v in value.split(",")] if isinstance(value, str) else [str(v) for v in value]
     unknown = [n for n in names if n not in valid]
     if unknown:
         raise ValueError(f"unknown {what} {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}")
-    return names
+    return list(dict.fromkeys(names))
 
 
 def user_path(path: str | Path) -> Path:
@@ -214,12 +216,31 @@ def resolve_image(root: Path, relative: str, ref: RecordRef, field: str = "image
     return path
 
 
-def input_hash(text: str, image: Path | None) -> str:
-    """SHA-256 over the text and the image bytes a sample shows the model."""
+def optional_image(root: Path, relative: str, ref: RecordRef, field: str = "image") -> Path | None:
+    """`resolve_image` for an image that may be absent (None: the caller renders one instead).
+
+    A link counts as present even when broken, so a dangling link fails its record rather than being
+    replaced silently by a rendering."""
+    candidate = root / relative
+    try:
+        present = candidate.is_symlink() or candidate.exists()
+    except OSError as ex:  # an unreadable folder on the way
+        raise ref.error(field, f"image path {relative[:80]!r} unusable: {ex.strerror or ex}") from None
+    return resolve_image(root, relative, ref, field) if present else None
+
+
+def input_hash(text: str, image: Path | None, ref: RecordRef, field: str = "image") -> str:
+    """SHA-256 over the text and the image bytes a sample shows the model.
+
+    Reading the image is the first time its bytes are touched: an unreadable file fails this record only."""
     digest = hashlib.sha256(text.encode("utf-8"))
     if image is not None:
+        try:
+            data = image.read_bytes()
+        except OSError as ex:
+            raise ref.error(field, f"image file {str(image)[:200]} unreadable: {ex.strerror or ex}") from None
         digest.update(b"\x00image\x00")
-        digest.update(image.read_bytes())
+        digest.update(data)
     return digest.hexdigest()
 
 
@@ -245,6 +266,8 @@ def unique_ids(samples: list[Sample]) -> list[Sample]:
         where = str(meta.get("source_record", "?"))
         if sample.id in seen:
             problem = f"duplicate id {sample.id!r} (first at record {seen[sample.id]})"
+            if LOAD_ERROR_KEY in meta:  # a broken record keeps its own error too
+                problem += f"; and: {meta[LOAD_ERROR_KEY]}"
             error = DataError(meta.get("source_file", "?"), where, "id", problem)
             new_id = f"{sample.id}#duplicate-{len(out)}"
             while new_id in seen:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,19 @@ from inspect_ai.dataset import MemoryDataset, Sample
 
 from vlmguard_eval.core.messages import image_prompt
 from vlmguard_eval.core.paths import cache_dir
-from vlmguard_eval.data.common import DataError, RecordRef, broken_sample, choose, source_metadata, user_path
+from vlmguard_eval.data.common import (
+    INPUT_HASH_KEY,
+    MAX_INT_DIGITS,
+    DataError,
+    RecordRef,
+    broken_sample,
+    choose,
+    input_hash,
+    optional_image,
+    source_metadata,
+    unique_ids,
+    user_path,
+)
 from vlmguard_eval.data.figstep_image import OFFICIAL_VISIBLE_LINES, FigStepFont, cached_figstep, resolve_font
 from vlmguard_eval.data.figstep_image import visible_lines as count_visible_lines
 
@@ -61,6 +74,9 @@ CATEGORIES: dict[int, str] = {
 # scenarios 10-12, whose names these share; the others by its general rule ("no harmful content")
 CERTIFICATION_DOMAINS: dict[int, str] = {8: "legal", 9: "financial", 10: "health"}
 QUERY_TYPE_ID = 6  # the `_6` of the official image names: FigStep's query type (generate_prompts.py L57)
+DATASET_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")  # upstream: "ForbidQI"
+# csv's default field limit, kept per row: the longest upstream field has a few hundred characters
+MAX_FIELD_CHARS = 131_072
 
 
 def locate(data_dir: str | Path | None, subset: str) -> tuple[Path, list[Path]]:
@@ -82,25 +98,50 @@ def locate(data_dir: str | Path | None, subset: str) -> tuple[Path, list[Path]]:
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
-    """The CSV's rows, naming the file when it cannot be read or lacks a column."""
+    """The CSV's rows, naming the file when it cannot be read or lacks a column.
+
+    A byte-order mark (Excel writes one) is not part of the first column's name. csv's own limit on a
+    field's length would stop the whole file; it is lifted here and applied to each row instead."""
     try:
-        with open(path, encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise DataError(path, "header", None, f"missing column(s) {', '.join(missing)}")
-            return list(reader)
+        limit = csv.field_size_limit(max(path.stat().st_size, MAX_FIELD_CHARS) + 1)
+        try:
+            with open(path, encoding="utf-8-sig", newline="") as f:
+                reader = csv.DictReader(f)
+                missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+                if missing:
+                    raise DataError(path, "header", None, f"missing column(s) {', '.join(missing)}")
+                return list(reader)
+        finally:
+            csv.field_size_limit(limit)
     except UnicodeDecodeError as ex:
         raise DataError(path, "-", None, f"not valid UTF-8: {ex}") from None
     except csv.Error as ex:
         raise DataError(path, "-", None, f"not a valid CSV file: {ex}") from None
+    except OSError as ex:
+        raise DataError(path, "-", None, f"unreadable: {ex.strerror or ex}") from None
+
+
+def _positive_int(text: str | None) -> int | None:
+    """A positive integer in ASCII digits, else None (`str.isdigit` also takes '²' and Arabic-Indic digits)."""
+    value = (text or "").strip()
+    if value.isascii() and value.isdigit() and len(value) <= MAX_INT_DIGITS and int(value) > 0:
+        return int(value)
+    return None
 
 
 def _int_field(row: dict[str, Any], field: str, ref: RecordRef) -> int:
-    value = (row.get(field) or "").strip()
-    if not value.isdigit():
-        raise ref.error(field, f"expected a positive integer, got {value!r}")
-    return int(value)
+    number = _positive_int(row.get(field))
+    if number is None:
+        raise ref.error(field, f"expected a positive integer, got {(row.get(field) or '').strip()[:40]!r}")
+    return number
+
+
+def row_id(row: Any) -> str | None:
+    """`<category_id>_<task_id>` with the numbers read as numbers (so `01_1` is `1_1`); None if unreadable."""
+    if not isinstance(row, dict):
+        return None
+    category_id, task_id = _positive_int(row.get("category_id")), _positive_int(row.get("task_id"))
+    return None if category_id is None or task_id is None else f"{category_id}_{task_id}"
 
 
 class _Renderer:
@@ -125,6 +166,7 @@ def row_to_samples(
     """The chosen queries of one SafeBench row; a bad row gives broken samples that fail alone."""
     samples = []
     for query_type in query_types:
+        # an unreadable id never names a sample: "row-N" cannot be a `<number>_<number>` id
         sample_id = f"{query_type}/{ref.record_id or f'row-{ref.index}'}"
         metadata: dict[str, Any] = {"query_type": query_type, "category": "unknown", **source_metadata(ref)}
         try:
@@ -149,9 +191,13 @@ def _sample(
     for field in COLUMNS:
         if not (row.get(field) or "").strip():
             raise ref.error(field, "missing or empty")
+        if len(row[field]) > MAX_FIELD_CHARS:
+            raise ref.error(field, f"{len(row[field]):,} characters (limit {MAX_FIELD_CHARS:,})")
     category_id, task_id = _int_field(row, "category_id", ref), _int_field(row, "task_id", ref)
     if category_id not in CATEGORIES:
         raise ref.error("category_id", f"{category_id} is not one of SafeBench's topics 1-10")
+    if not DATASET_PATTERN.fullmatch(row["dataset"]):  # it names the official image file
+        raise ref.error("dataset", f"{row['dataset'][:40]!r} is not a plain name (letters, digits, '_' or '-')")
     metadata.update(
         category=row["category_name"],
         category_id=category_id,
@@ -161,9 +207,10 @@ def _sample(
         certification_domain=CERTIFICATION_DOMAINS.get(category_id, ""),
     )
     if query_type == "baseline":
+        metadata[INPUT_HASH_KEY] = input_hash(row["question"], None, ref)
         return Sample(id=sample_id, input=image_prompt(None, row["question"]), metadata=metadata)
     name = f"query_{row['dataset']}_{category_id}_{task_id}_{QUERY_TYPE_ID}.png"
-    official = next((folder / name for folder in folders if (folder / name).is_file()), None)
+    official = None if image_source == "render" else _official_image(folders, name, ref)
     if image_source == "official" and official is None:
         raise ref.error("image", f"official image not found: {folders[0] / name}")
     if official is not None and image_source != "render":
@@ -180,7 +227,18 @@ def _sample(
             layout_as_official=visible == min(lines, OFFICIAL_VISIBLE_LINES),
         )
     metadata.update(image_path=str(image), incitement_source=INCITEMENT_SOURCE)
+    metadata[INPUT_HASH_KEY] = input_hash(INCITEMENT, image, ref)
     return Sample(id=sample_id, input=image_prompt(image, INCITEMENT), metadata=metadata)
+
+
+def _official_image(folders: list[Path], name: str, ref: RecordRef) -> Path | None:
+    """The repository's own image for a row, from the first folder holding it: confined to that folder
+    (links followed) and bounded in size, as every loader's images are."""
+    for folder in folders:
+        image = optional_image(folder, name, ref)
+        if image is not None:
+            return image
+    return None
 
 
 def load_figstep(
@@ -200,14 +258,10 @@ def load_figstep(
     questions, folders = locate(data_dir, subset)
     renderer = _Renderer(font, Path(cache) if cache else cache_dir() / "figstep-typo")
     samples: list[Sample] = []
-    seen: dict[object, int] = {}
     for index, row in enumerate(read_rows(questions)):
-        record_id = f"{row.get('category_id')}_{row.get('task_id')}" if isinstance(row, dict) else None
-        ref = RecordRef(questions, index, record_id)
-        if record_id in seen:
-            raise DataError(questions, ref.label, "task_id", f"duplicate id {record_id} (first at #{seen[record_id]})")
-        seen[record_id] = index
+        ref = RecordRef(questions, index, row_id(row))
         samples += row_to_samples(row, ref, query_types, images, folders, renderer)
+    samples = unique_ids(samples)  # a repeated id fails that row alone (two rows, one item: which is meant?)
     _report_stand_in(samples)
     return MemoryDataset(samples, name=f"figstep_{subset}", location=str(questions))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,9 @@ from vlmguard_eval.data.common import (
     broken_sample,
     choose,
     input_hash,
+    optional_image,
     read_json,
     require_fields,
-    resolve_image,
     source_metadata,
     user_path,
 )
@@ -87,16 +88,76 @@ def locate(data_dir: str | Path | None, hub_repo: str | None, hub_revision: str 
     return root
 
 
-def tiny_ids(root: Path) -> dict[str, set[str]]:
+@dataclass(frozen=True)
+class TinyEntry:
+    """One scenario's entry in TinyVersion_ID_List.json: where it lies and the ids it lists."""
+
+    ref: RecordRef
+    ids: list[object]
+
+
+def tiny_entries(root: Path, scenarios: list[str]) -> dict[str, TinyEntry]:
+    """The tiny subset's entry for each scenario.
+
+    A scenario named wrongly or twice, or a chosen one without an entry, stops the load naming the file:
+    which ids are meant cannot be told. A listed id that is not an id or names no record fails as its
+    own sample instead (`unlisted_samples`), so nothing the list names is dropped unsaid."""
     path = root / "TinyVersion_ID_List.json"
     entries = read_json(path)
     if not isinstance(entries, list):
         raise DataError(path, "-", None, "expected a list of {Scenario, Sampled_ID_List}")
-    out: dict[str, set[str]] = {}
+    out: dict[str, TinyEntry] = {}
     for index, entry in enumerate(entries):
         require_fields(entry, {"Scenario": str, "Sampled_ID_List": list}, RecordRef(path, index))
-        out[entry["Scenario"]] = {str(i) for i in entry["Sampled_ID_List"]}
+        name = entry["Scenario"]
+        ref = RecordRef(path, index, name)
+        if name not in SCENARIOS:
+            raise ref.error("Scenario", f"{name[:60]!r} is not a scenario name; valid: {', '.join(SCENARIOS)}")
+        if name in out:
+            raise ref.error("Scenario", f"listed twice (first at #{out[name].ref.index})")
+        out[name] = TinyEntry(ref, entry["Sampled_ID_List"])
+    absent = [name for name in scenarios if name not in out]
+    if absent:
+        raise DataError(path, "-", None, f"no entry for scenario(s) {', '.join(absent)}")
     return out
+
+
+def tiny_key(item: object) -> str | None:
+    """A listed id as the JSON key it names (upstream lists integers); None for anything else."""
+    if isinstance(item, int) and not isinstance(item, bool):
+        return str(item)
+    return item if isinstance(item, str) else None
+
+
+def unlisted_samples(
+    entry: TinyEntry, scenario: str, image_types: list[str], records: dict[str, Any], path: Path
+) -> list[Sample]:
+    """A failing sample per image type for each listed id that is not an id or has no record."""
+    samples = []
+    seen: set[str] = set()  # an id listed twice is still one item
+    for position, item in enumerate(entry.ids):
+        key = tiny_key(item)
+        if key is not None and (key in records or key in seen):
+            continue
+        if key is not None:
+            seen.add(key)
+        field = f"Sampled_ID_List[{position}]"
+        if key is None:
+            problem = f"expected an integer or text id, got {type(item).__name__}"
+        else:
+            problem = f"id {key[:60]!r} has no record in {path}"
+        error = DataError(entry.ref.file, entry.ref.label, field, problem)
+        name = key if key is not None and KEY_PATTERN.fullmatch(key) else f"#tiny-{position}"
+        metadata = {
+            "scenario": scenario,
+            "category": scenario,
+            "question_id": (key or "")[:64],
+            **source_metadata(entry.ref),
+        }
+        for image_type in image_types:
+            sample_id = f"{scenario}/{image_type}/{name}"
+            samples.append(broken_sample(sample_id, error, {**metadata, "image_type": image_type}))
+    return samples
 
 
 def _image_for(
@@ -116,11 +177,12 @@ def _image_for(
 
 
 def _official_image(root: Path, scenario: str, image_type: str, key: str, ref: RecordRef) -> Path | None:
-    """The benchmark's own image for `key`, confined to the data root (links included) and bounded."""
-    relative = f"imgs/{scenario}/{image_type}/{key}.jpg"
-    if not (root / relative).is_symlink() and not (root / relative).exists():
+    """The benchmark's own image for `key`, confined to the image folder (links included) and bounded.
+
+    The folder is the root, as SIUO's `images/` is, so `imgs/` may itself link to another disk."""
+    path = optional_image(root / "imgs", f"{scenario}/{image_type}/{key}.jpg", ref)
+    if path is None:
         return None
-    path = resolve_image(root, relative, ref)
     try:
         check_image_file(path)
     except ValueError as ex:
@@ -169,7 +231,7 @@ def record_to_sample(
         metadata.update(question=question, key_phrase=record["Key Phrase"], original_question=record["Question"])
         if image is not None:
             metadata["image_path"] = str(image)
-        metadata[INPUT_HASH_KEY] = input_hash(question, image)
+        metadata[INPUT_HASH_KEY] = input_hash(question, image, ref)
     except DataError as error:
         return broken_sample(sample_id, error, metadata)
     return Sample(id=sample_id, input=image_prompt(image, question), metadata=metadata)
@@ -204,7 +266,7 @@ def load_mm_safetybench(
                 len(scenarios),
             )
     cache = Path(cache_dir) if cache_dir else _default_cache()
-    keep = tiny_ids(root) if tiny else None
+    tiny_list = tiny_entries(root, scenarios) if tiny else None
     samples: list[Sample] = []
     for name in scenarios:
         path = root / "processed_questions" / f"{name}.json"
@@ -214,11 +276,14 @@ def load_mm_safetybench(
         repeated = [p for p in getattr(records, "problems", []) if p.startswith("duplicate key")]
         if repeated:  # two records under one id: which one is meant cannot be known
             raise DataError(path, "-", None, repeated[0].replace("key(s)", "id(s)"))
+        keep = None if tiny_list is None else {tiny_key(item) for item in tiny_list[name].ids}
         for index, (key, record) in enumerate(records.items()):
-            if keep is not None and key not in keep.get(name, set()):
+            if keep is not None and key not in keep:
                 continue
             ref = RecordRef(path, index, key)
             samples += [record_to_sample(root, name, t, key, record, ref, cache) for t in image_types]
+        if tiny_list is not None:
+            samples += unlisted_samples(tiny_list[name], name, image_types, records, path)
     return MMSafetyBenchDataset(samples, name="mm_safetybench", location=str(root), missing_scenarios=missing)
 
 

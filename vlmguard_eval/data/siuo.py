@@ -58,6 +58,7 @@ FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "mcqa": {**_COMMON_FIELDS, "options": dict, "correct_option": str},
 }
 OPTION_LETTERS = ("A", "B", "C", "D")
+_CATEGORY_NAMES = ", ".join(repr(name) for name in CATEGORIES)
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,9 @@ def record_to_sample(record: Any, ref: RecordRef, format: SiuoFormat, images: Pa
     try:
         require_fields(record, FIELDS[format], ref)
         check_id(record_id, ref, "question_id")
+        if record["category"] not in CATEGORIES:  # a typo would silently become a tenth category
+            problem = f"{record['category'][:60]!r} is not one of SIUO's categories: {_CATEGORY_NAMES}"
+            raise ref.error("category", problem)
         image_path = resolve_image(images, record["image"], ref)
         metadata.update(category=record["category"], question=record["question"], image=record["image"])
         metadata["image_path"] = str(image_path)
@@ -135,6 +139,10 @@ def record_to_sample(record: Any, ref: RecordRef, format: SiuoFormat, images: Pa
             missing = [letter for letter in OPTION_LETTERS if letter not in options]
             if missing:
                 raise ref.error("options", f"missing option(s) {', '.join(missing)}")
+            extra = [key for key in options if key not in OPTION_LETTERS]
+            if extra:  # the published prompt shows exactly (A)-(D)
+                shown = ", ".join(repr(key[:20]) for key in extra)
+                raise ref.error("options", f"unexpected option(s) {shown}: SIUO's options are A-D")
             wrong = [letter for letter in OPTION_LETTERS if not isinstance(options[letter], str)]
             if wrong:
                 raise ref.error(f"options.{wrong[0]}", f"expected str, got {type(options[wrong[0]]).__name__}")
@@ -142,7 +150,7 @@ def record_to_sample(record: Any, ref: RecordRef, format: SiuoFormat, images: Pa
                 raise ref.error("correct_option", f"{record['correct_option']!r} is not one of A-D")
             metadata.update(options=options, correct_option=record["correct_option"])
             text, target = mcqa_prompt(record["question"], options), record["correct_option"]
-        metadata[INPUT_HASH_KEY] = input_hash(text, image_path)
+        metadata[INPUT_HASH_KEY] = input_hash(text, image_path, ref)
     except DataError as error:
         return broken_sample(sample_id, error, metadata)
     return Sample(id=sample_id, input=image_prompt(image_path, text), target=target, metadata=metadata)

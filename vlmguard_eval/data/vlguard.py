@@ -9,8 +9,10 @@ Local layout: PATH/test.json, PATH/gpt4_safe_safes.json, PATH/test/<image> (the 
 
 from __future__ import annotations
 
+import logging
 import zipfile
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,9 @@ HUB_REPO = "ys-zong/VLGuard"
 SUBSETS: tuple[str, ...] = ("unsafes", "safe_unsafes", "safe_safes")
 INSTRUCTION_KEY = {"unsafes": "instruction", "safe_unsafes": "unsafe_instruction", "safe_safes": "safe_instruction"}
 SAFE_IMAGE_CATEGORY = "safe image"
+UNKNOWN_SUBSET = "unknown"  # a record whose `safe` flag is unreadable: which subsets it feeds cannot be told
+
+logger = logging.getLogger(__name__)
 
 
 def locate(data_dir: str | Path | None) -> Path:
@@ -87,60 +92,136 @@ def _instruction(record: dict[str, Any], subset: str, ref: RecordRef) -> tuple[s
     raise ref.error("instr-resp", f"no entry with {key!r}")
 
 
-def samples_of(record: Any, ref: RecordRef, subsets: list[str], images: Path) -> list[Sample]:
-    """The prompts one test.json record contributes to the chosen subsets."""
+def samples_of(
+    record: Any, ref: RecordRef, subsets: list[str], images: Path, references: References | None
+) -> list[Sample]:
+    """The prompts one test.json record contributes to the chosen subsets.
+
+    A bad record fails as the samples it would have given, under their own subsets, so every subset
+    keeps its true count. Only when its `safe` flag is unreadable, and so its subsets unknown, does it
+    fail as one record under the subset `unknown`."""
     record_id = record.get("id") if isinstance(record, dict) else None
     usable_id = isinstance(record_id, str) and 0 < len(record_id) <= 200 and record_id.isprintable()
     ref = RecordRef(ref.file, ref.index, record_id if usable_id else None)
     # an unusable id never names the sample; "#N" cannot be a real id's prefix ("#" is not in VLGuard ids)
     base = record_id if usable_id else f"#record-{ref.index}"
-    try:
-        require_fields(record, {"id": str, "image": str, "safe": bool, "instr-resp": list}, ref)
-        check_id(record_id, ref, "id")
-        category = optional_text(record, "harmful_category", SAFE_IMAGE_CATEGORY, ref)
-        subcategory = optional_text(record, "harmful_subcategory", SAFE_IMAGE_CATEGORY, ref)
-    except DataError as error:
-        return [broken_sample(f"{subsets[0]}/{base}", error, {"subset": subsets[0], "category": "unknown"})]
-    wanted = [s for s in subsets if (s == "unsafes") != record["safe"]]
+    safe = record.get("safe") if isinstance(record, dict) else None
+    if not isinstance(safe, bool):
+        metadata = {"subset": UNKNOWN_SUBSET, "category": "unknown", **source_metadata(ref)}
+        return [broken_sample(f"{UNKNOWN_SUBSET}/{base}", _record_error(record, ref), metadata)]
     out = []
-    for subset in wanted:
+    for subset in [s for s in subsets if (s == "unsafes") != safe]:
         metadata: dict[str, Any] = {
             "subset": subset,
-            "vlguard_id": record_id,
-            "category": category,
-            "subcategory": subcategory,
-            "image": record["image"],
+            "vlguard_id": record_id if usable_id else None,
+            "category": "unknown",
             **source_metadata(ref),
         }
         try:
-            image = resolve_image(images, record["image"], ref)
-            text, position = _instruction(record, subset, ref)
-            metadata.update(question=text, image_path=str(image))
-            reference = optional_text(record["instr-resp"][position], "response", "", ref)
-            metadata[INPUT_HASH_KEY] = input_hash(text, image)
-            out.append(
-                Sample(id=f"{subset}/{base}", input=image_prompt(image, text), target=reference, metadata=metadata)
-            )
+            out.append(_sample(record, ref, subset, images, references, f"{subset}/{base}", metadata))
         except DataError as error:
             out.append(broken_sample(f"{subset}/{base}", error, metadata))
     return out
 
 
-def load_references(root: Path) -> dict[str, str]:
+def _check_record(record: Any, ref: RecordRef) -> tuple[str, str]:
+    """Check the fields every prompt of a record needs; return its category and subcategory.
+
+    An unsafe image must say its harm category: defaulting it would file it as a safe image."""
+    require_fields(record, {"id": str, "image": str, "safe": bool, "instr-resp": list}, ref)
+    check_id(record["id"], ref, "id")
+    if not record["safe"]:
+        require_fields(record, {"harmful_category": str, "harmful_subcategory": str}, ref)
+    category = optional_text(record, "harmful_category", SAFE_IMAGE_CATEGORY, ref)
+    subcategory = optional_text(record, "harmful_subcategory", SAFE_IMAGE_CATEGORY, ref)
+    return category, subcategory
+
+
+def _record_error(record: Any, ref: RecordRef) -> DataError:
+    """The first problem of a record whose `safe` flag is unreadable (the field check always finds one)."""
+    try:
+        _check_record(record, ref)
+    except DataError as error:
+        return error
+    return ref.error("safe", "expected bool")
+
+
+def _sample(
+    record: Any,
+    ref: RecordRef,
+    subset: str,
+    images: Path,
+    references: References | None,
+    sample_id: str,
+    metadata: dict[str, Any],
+) -> Sample:
+    category, subcategory = _check_record(record, ref)
+    metadata.update(category=category, subcategory=subcategory, image=record["image"])
+    image = resolve_image(images, record["image"], ref)
+    text, position = _instruction(record, subset, ref)
+    metadata.update(question=text, image_path=str(image))
+    target = optional_text(record["instr-resp"][position], "response", "", ref)
+    metadata[INPUT_HASH_KEY] = input_hash(text, image, ref)
+    if subset == "safe_safes":
+        if references is None:  # a caller's mistake, not the data's
+            raise ValueError("safe_safes samples need the reference answers (load_references)")
+        # without a reference the pairwise judge cannot run: the sample fails here, before any generation
+        metadata["reference_answer"] = references.answer(record["id"])
+    return Sample(id=sample_id, input=image_prompt(image, text), target=target, metadata=metadata)
+
+
+@dataclass
+class References:
+    """gpt4_safe_safes.json by id: each id's reference answer, or the error of its row.
+
+    A bad row fails only the safe_safes sample of its id, never the rest of the run."""
+
+    path: Path
+    answers: dict[str, str] = field(default_factory=dict)
+    problems: dict[str, DataError] = field(default_factory=dict)
+    unreadable: list[DataError] = field(default_factory=list)  # rows whose id cannot be read
+
+    def answer(self, item_id: str) -> str:
+        """The reference answer for `item_id`; without one the pairwise judge cannot run, so the sample fails."""
+        if item_id in self.problems:
+            raise self.problems[item_id]
+        if item_id in self.answers:
+            return self.answers[item_id]
+        problem = f"no reference answer for id {item_id[:60]!r}"
+        if self.unreadable:
+            rows = ", ".join(str(error.record) for error in self.unreadable[:5])
+            problem += f" (rows whose id could not be read: {rows})"
+        raise DataError(self.path, "-", "id", problem)
+
+
+def load_references(root: Path) -> References:
     """gpt4_safe_safes.json: the reference answers the helpfulness judge compares against, by id."""
     path = root / "gpt4_safe_safes.json"
     rows = read_json(path)
     if not isinstance(rows, list):
         raise DataError(path, "-", None, "expected a JSON list")
-    references: dict[str, str] = {}
+    references = References(path)
     first: dict[str, int] = {}
     for index, row in enumerate(rows):
-        ref = RecordRef(path, index)
-        require_fields(row, {"id": str, "response": str}, ref)
-        if row["id"] in first:  # two answers for one item: which is the reference cannot be guessed
-            raise ref.error("id", f"duplicate id {row['id'][:60]!r} (first at #{first[row['id']]})")
-        first[row["id"]] = index
-        references[row["id"]] = row["response"]
+        row_id = row.get("id") if isinstance(row, dict) else None
+        readable_id = isinstance(row_id, str) and 0 < len(row_id) <= 200 and row_id.isprintable()
+        ref = RecordRef(path, index, row_id if readable_id else None)
+        try:
+            require_fields(row, {"id": str, "response": str}, ref)
+            check_id(row["id"], ref, "id")
+            if row_id in first:  # two answers for one item: which is the reference cannot be guessed
+                raise ref.error("id", f"duplicate id {row_id[:60]!r} (first at #{first[row_id]})")
+        except DataError as error:
+            if readable_id:
+                references.problems.setdefault(row_id, error)
+                references.answers.pop(row_id, None)
+            else:
+                references.unreadable.append(error)
+            continue
+        first[row_id] = index
+        references.answers[row_id] = row["response"]
+    for error in references.unreadable:  # never silent, even where no sample needs the row
+        logger.warning("VLGuard reference row skipped: %s", error)
     return references
 
 
@@ -151,14 +232,11 @@ def load_vlguard(subset: str | Iterable[str] | None = "all", data_dir: str | Pat
     records = read_json(path)
     if not isinstance(records, list):
         raise DataError(path, "-", None, f"expected a JSON list of records, got {type(records).__name__}")
-    references = load_references(root) if "safe_safes" in subsets else {}
+    references = load_references(root) if "safe_safes" in subsets else None
     samples = []
     for index, record in enumerate(records):
-        for sample in samples_of(record, RecordRef(path, index), subsets, root / "test"):
-            if sample.metadata["subset"] == "safe_safes":
-                sample.metadata["reference_answer"] = references.get(sample.metadata.get("vlguard_id"))
-            samples.append(sample)
-    order = {name: i for i, name in enumerate(subsets)}
-    samples.sort(key=lambda s: order[s.metadata["subset"]])
+        samples += samples_of(record, RecordRef(path, index), subsets, root / "test", references)
+    order = {name: i for i, name in enumerate(subsets)}  # records of unknown subset last
+    samples.sort(key=lambda s: order.get(s.metadata["subset"], len(order)))
     samples = unique_ids(samples)
     return MemoryDataset(samples, name="vlguard", location=str(path))
