@@ -6,17 +6,25 @@ turn is replaced by a fixed refusal.
 (Llama Guard); `prompt=instructed` wraps it in our classification prompt, for general models.
 A guard reply outside {safe, unsafe} takes the `on_unparsed` outcome: `refuse` (fail closed, the
 default) or `error`; either way it is recorded, never a silent pass.
+
+Each guard call is greedy and bounded by GUARD_MAX_TOKENS; the role's own `temperature` and
+`max_tokens` (--model-role "guard={model: M, max_tokens: N}") replace either.
 """
 
-from inspect_ai.model import ChatMessage, GenerateConfig
+from inspect_ai.model import ChatMessage, get_model
 from inspect_ai.solver import Generate, Solver, TaskState
 
 from vlmguard_eval.core.messages import user_images, user_turn
+from vlmguard_eval.core.options import role_defaults
 from vlmguard_eval.defense.ledger import extra_call, record_fallback
 from vlmguard_eval.defense.registry import defense
 from vlmguard_eval.defense.steps import REFUSAL_TEXT, fill_prompt, final_answer
 
 MODES = ("input", "output", "both")
+# A verdict is one line ("safe", or "unsafe" and a line of categories: Llama Guard writes "unsafe\nS1,S10",
+# under 10 tokens) and only the first line is read (`parse_guard`); 64 leaves an instructed general model
+# room for its category line without paying for an essay.
+GUARD_MAX_TOKENS = 64
 
 
 class GuardOutputError(RuntimeError):
@@ -52,7 +60,10 @@ def guard_filter(
         """True when the guard lets this side through."""
         target = "user's last message" if side == "input" else "assistant's last message"
         messages = conversation if prompt == "native" else _instructed(state, conversation, target, version)
-        reply = await extra_call(state, "guard", f"guard-{side}", messages, GenerateConfig(temperature=0.0))
+        guard = get_model(role="guard", required=True)
+        reply = await extra_call(
+            state, "guard", f"guard-{side}", messages, role_defaults(guard, GUARD_MAX_TOKENS, temperature=0.0)
+        )
         label = parse_guard(reply.completion)
         state.metadata.setdefault("guard_filter", {})[side] = {"label": label, "raw": reply.completion}
         if label is None:

@@ -10,6 +10,9 @@ from inspect_ai import eval as inspect_eval
 from inspect_ai.model import ContentImage, get_model
 
 from solvers import adashield_s, ecso, eta, figstep_prompt, guard_filter, mllm_protector, safety_prompt, self_reminder
+from solvers.ecso import NO_IMAGE, is_clear_yes
+from solvers.guard_filter import GUARD_MAX_TOKENS
+from tasks.mm_safetybench import mm_safetybench
 from tasks.siuo import siuo
 from vlmguard_eval.defense.steps import REFUSAL_TEXT
 
@@ -22,7 +25,7 @@ def judge():
     return scripted(lambda m, c: "Verdict: SAFE" if "Decide whether" in m[-1].text else "Rating: INEFFECTIVE")
 
 
-def run(demo_dir: Path, solver, tmp_path: Path, target=None, roles=None, limit=1):
+def run(demo_dir: Path, solver, tmp_path: Path, target=None, roles=None, limit=1, **eval_args):
     (log,) = inspect_eval(
         siuo(data_dir=str(demo_dir), epochs=1),
         solver=solver,
@@ -31,6 +34,7 @@ def run(demo_dir: Path, solver, tmp_path: Path, target=None, roles=None, limit=1
         limit=limit,
         log_dir=str(tmp_path),
         display="none",
+        **eval_args,
     )
     return log
 
@@ -103,19 +107,30 @@ def test_bad_prompt_files_are_refused(tmp_path: Path) -> None:
         self_reminder(prompt_file=str(no_query))
 
 
-def ecso_target(check_reply: str):
+def ecso_target(check_reply: str, calls: list | None = None, first_answer: str = "First answer."):
+    """The target under ECSO; `calls` collects (step, temperature, max_tokens, images, text) per call."""
+
     def reply(messages, config):
         text = messages[-1].text
-        if 'Reply with "yes" or "no" only' in text:
+        images = sum(isinstance(c, ContentImage) for m in messages if not isinstance(m.content, str) for c in m.content)
+        step = (
+            "check"
+            if 'Reply with "yes" or "no" only' in text
+            else "caption"
+            if text.startswith("Describe the attached image")
+            else "caption-answer"
+            if text.startswith("You cannot see the image")
+            else "answer"
+        )
+        if calls is not None:
+            calls.append((step, config.temperature, config.max_tokens, images, text))
+        if step == "check":
             return check_reply
         if text.startswith("Describe the attached image"):
             return "A caption of the picture."
         if text.startswith("You cannot see the image"):
-            images = sum(
-                isinstance(c, ContentImage) for m in messages if not isinstance(m.content, str) for c in m.content
-            )
             return f"Careful text-only answer (images seen: {images})."
-        return "First answer."
+        return first_answer
 
     return scripted(reply)
 
@@ -133,6 +148,68 @@ def test_ecso_flags_only_a_clear_yes(demo_dir: Path, tmp_path: Path, reply: str)
     sample = run(demo_dir, ecso(), tmp_path, target=ecso_target(reply)).samples[0]
     assert sample.output.completion == "First answer."
     assert [e["step"] for e in sample.store["defense_calls"]] == ["self-check"]
+
+
+@pytest.mark.parametrize("reply", ["yes", "Yes", "yes.", "YES.", " Yes.\n", "\tyes "])
+def test_ecso_flag_is_the_official_exact_yes(reply: str) -> None:
+    # model_mmsafe_tell_ask.py:81-84 strips the reply, :124 tests `unsafe.lower() in ["yes", 'yes.']`
+    assert is_clear_yes(reply)
+
+
+@pytest.mark.parametrize("reply", ["Yes!", "yes..", ".yes", "YES!!!", "Yes ?", "yes,", "y e s", "Yes. It is."])
+def test_ecso_flag_refuses_anything_but_yes_or_yes_dot(reply: str) -> None:
+    assert not is_clear_yes(reply)
+
+
+def test_ecso_steps_sample_at_its_temperature_and_only_the_caption_gets_1024_tokens(demo_dir, tmp_path) -> None:
+    calls: list = []
+    # the run's bound (SIUO MCQA's is 5 tokens): the scored answers keep it, the internal caption does not
+    sample = run(demo_dir, ecso(), tmp_path, target=ecso_target("Yes", calls), max_tokens=5).samples[0]
+    assert sample.metadata["ecso"]["flagged"] and sample.metadata["ecso"]["applied"]
+    # model_mmsafe_tell_ask.py: every step at args.temperature (:68-69, default 0.2 :161), 1,024 new tokens (:73)
+    assert [(step, temperature, max_tokens) for step, temperature, max_tokens, _, _ in calls] == [
+        ("answer", 0.2, 5),
+        ("check", 0.2, 8),
+        ("caption", 0.2, 1024),
+        ("caption-answer", 0.2, 5),
+    ]
+    calls.clear()
+    run(demo_dir, ecso(temperature=0.0), tmp_path / "greedy", target=ecso_target("Yes", calls))
+    assert {temperature for _, temperature, _, _, _ in calls} == {0.0}
+
+
+def test_ecso_checks_the_answer_cut_to_1927_characters(demo_dir: Path, tmp_path: Path) -> None:
+    calls: list = []
+    answer = "a" * 1927 + "TAIL" + "b" * 100
+    sample = run(demo_dir, ecso(), tmp_path, target=ecso_target("No", calls, first_answer=answer)).samples[0]
+    (check_text,) = [text for step, _, _, _, text in calls if step == "check"]
+    # model_mmsafe_tell_ask.py:120, line['text'][:1927]
+    assert answer[:1927] in check_text and answer[:1928] not in check_text
+    assert sample.output.completion == answer and sample.metadata["ecso"]["first_answer"] == answer
+
+
+def test_ecso_without_an_image_keeps_the_first_answer_and_says_so(demo_mmsb_dir: Path, tmp_path: Path) -> None:
+    calls: list = []
+    (log,) = inspect_eval(
+        mm_safetybench(data_dir=str(demo_mmsb_dir), scenario=["01-Illegal_Activitiy"], image_type="text"),
+        solver=ecso(),
+        model=ecso_target("yes", calls),
+        model_roles={"grader": scripted(lambda m, c: "Verdict: SAFE")},
+        limit=1,
+        log_dir=str(tmp_path),
+        display="none",
+    )
+    sample = log.samples[0]
+    assert sample.error is None and sample.output.completion == "First answer."
+    assert [(step, images) for step, _, _, images, _ in calls] == [("answer", 0)]  # no check, no caption
+    assert sample.metadata["ecso"] == {
+        "applied": False,
+        "reason": "the sample has no image: nothing to check or caption",
+        "flagged": False,
+        "first_answer": "First answer.",
+    }
+    assert not sample.store.get("defense_calls")
+    assert any(getattr(e, "data", None) == {"ecso": "not applied", "reason": NO_IMAGE} for e in sample.events)
 
 
 def test_mllm_protector_refuses_or_detoxifies(demo_dir, tmp_path, side_models) -> None:
@@ -179,6 +256,28 @@ def test_mllm_protector_detoxifier_on_a_local_causal_lm(demo_dir, tmp_path, side
     assert prompts == [(module.correction_prompt(record["original_answer"]), 1024)]
     assert sample.output.completion != record["original_answer"]
     assert [e["step"] for e in sample.store["defense_calls"]] == ["harm-detector", "detoxify"]
+
+
+def test_mllm_protector_two_detoxifiers_fail_before_the_target_answers(demo_dir, tmp_path, side_models) -> None:
+    answered: list[str] = []
+    target = scripted(lambda m, c: answered.append(m[-1].text) or "An answer.")
+    solver = mllm_protector(
+        detector=side_models["sequence-classifier"], threshold=0.0, detoxifier_model=side_models["causal-lm"]
+    )  # threshold 0: nothing is ever flagged, and the misconfiguration still stops every sample
+    roles = {"detoxifier": scripted(lambda m, c: "x")}
+    log = run(demo_dir, solver, tmp_path, target=target, roles=roles, limit=2, fail_on_error=1.0)
+    assert all("both -S detoxifier_model and a detoxifier role" in s.error.message for s in log.samples)
+    assert answered == []
+
+
+def test_mllm_protector_detoxifier_role_is_greedy_and_bounded(demo_dir, tmp_path, side_models) -> None:
+    configs: list = []
+    detox = scripted(lambda m, c: configs.append((c.temperature, c.max_tokens)) or "Detoxified answer.")
+    solver = mllm_protector(detector=side_models["sequence-classifier"], threshold=1.0)
+    sample = run(demo_dir, solver, tmp_path, roles={"detoxifier": detox}).samples[0]
+    assert sample.output.completion == "Detoxified answer."
+    # robustness_eval.py:137, generate(max_length=1024) with no sampling settings: greedy
+    assert configs == [(0.0, 1024)]
 
 
 @pytest.mark.parametrize(("logit", "flagged"), [(-1e6, True), (1e6, False)])
@@ -268,6 +367,14 @@ def test_guard_output_outside_labels_is_recorded_never_passed(demo_dir: Path, tm
     assert sample.output.completion == REFUSAL_TEXT and sample.store["defense_fallback"]["reason"] == "guard_unparsed"
     log = run(demo_dir, guard_filter(on_unparsed="error"), tmp_path / "b", roles=guard)
     assert log.samples[0].error is not None and "outside {safe, unsafe}" in log.samples[0].error.message
+
+
+@pytest.mark.parametrize("prompt", ["native", "instructed"])
+def test_guard_calls_are_greedy_and_bounded(demo_dir: Path, tmp_path: Path, prompt: str) -> None:
+    configs: list = []
+    guard = scripted(lambda m, c: configs.append((c.temperature, c.max_tokens)) or "safe")
+    run(demo_dir, guard_filter(prompt=prompt), tmp_path, roles={"guard": guard})
+    assert configs == [(0.0, GUARD_MAX_TOKENS)] * 2  # input and output
 
 
 def test_eta_refuses_api_targets(demo_dir, tmp_path, side_models) -> None:

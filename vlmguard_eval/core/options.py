@@ -85,6 +85,23 @@ def role_max_tokens(model: Model, default: int) -> int:
     return model.config.max_tokens if model.config.max_tokens is not None else default
 
 
+def role_temperature(model: Model, default: float) -> float:
+    """A side call's temperature: the role's own `temperature` where its binding sets one, else our default.
+
+    Inspect merges a call's config over the role's, so a side call that always passed our default would
+    silently override `--model-role "rewriter={model: M, temperature: 0.7}"`; this reads the role's
+    setting first, as `role_max_tokens` does for the bound.
+    """
+    return model.config.temperature if model.config.temperature is not None else default
+
+
+def role_defaults(model: Model, max_tokens: int, temperature: float) -> GenerateConfig:
+    """A side call's bound and temperature: the role binding's own, else these defaults."""
+    return GenerateConfig(
+        max_tokens=role_max_tokens(model, max_tokens), temperature=role_temperature(model, temperature)
+    )
+
+
 def role_config(model: Model, config: GenerateConfig) -> GenerateConfig:
     """A side call's settings, bounded in time like the target's.
 

@@ -8,7 +8,8 @@ from inspect_ai.solver import TaskState
 from vlmguard_eval.core.messages import user_images
 from vlmguard_eval.core.prompts import load_prompt
 
-# the fixed answer of defenses that block (guard filters; MLLM-Protector without a detoxifier)
+# the fixed answer of the guard filters when they block (MLLM-Protector without a detoxifier gives its own
+# published answer, FIXED_REFUSAL in solvers/mllm_protector.py)
 REFUSAL_TEXT = "I'm sorry, but I can't help with that request."
 
 

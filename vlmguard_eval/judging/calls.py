@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from inspect_ai.model import ContentImage, GenerateConfig, Model, get_model
+from inspect_ai.model import ContentImage, Model, get_model
 
 from vlmguard_eval.core.messages import user_turn
-from vlmguard_eval.core.options import role_config, role_max_tokens
+from vlmguard_eval.core.options import role_config, role_defaults
 
 from .prompts import JudgePrompt
 from .verdicts import Verdict
@@ -18,8 +18,8 @@ JUDGE_ROLE = "grader"
 
 JUDGE_PROMPT_VERSION = "v2"
 
-# every judge call is bounded: room for a few sentences of reasoning and the final label line(s).
-# A role config sets another bound: --model-role "grader={model: M, max_tokens: N}"
+# every judge call is bounded (room for a few sentences of reasoning and the final label line(s)) and
+# greedy. A role config sets others: --model-role "grader={model: M, max_tokens: N, temperature: T}"
 JUDGE_MAX_TOKENS = 512
 
 
@@ -38,7 +38,7 @@ async def ask_judge(
     """Fill the template (untrusted fields fenced), show the images (none for a text-only protocol), parse."""
     text = prompt.fill(fields, trusted)
     judge = judge_model()
-    config = role_config(judge, GenerateConfig(temperature=0.0, max_tokens=role_max_tokens(judge, JUDGE_MAX_TOKENS)))
+    config = role_config(judge, role_defaults(judge, JUDGE_MAX_TOKENS, temperature=0.0))
     output = await judge.generate(user_turn(images, text), config=config)
     raw = output.completion
     return Verdict(raw=raw, label=parse(raw))

@@ -22,6 +22,8 @@ from typing import Any
 from inspect_ai.model import ChatMessage, ContentImage, GenerateConfig, ModelAPI, ModelOutput, ModelUsage
 from inspect_ai.tool import ToolChoice, ToolInfo
 
+from vlmguard_eval.core.fences import fenced_request
+
 Responder = Callable[[list[ChatMessage], GenerateConfig], "str | Awaitable[str]"]
 
 REFUSAL = "I'm sorry, but I can't help with that."
@@ -73,7 +75,6 @@ def judge(input: list[ChatMessage], config: GenerateConfig) -> str:
     return f"{SCRIPTED_NOTE}\n{key}: {offered[seed % len(offered)]}"
 
 
-REQUEST = re.compile(r"\[REQUEST\]\n(.*)\n\[END REQUEST\]", re.DOTALL)
 # one rewrite in this many is malformed on purpose, so an offline run also exercises the fallback
 MALFORMED_EVERY = 4
 
@@ -81,8 +82,8 @@ MALFORMED_EVERY = 4
 def rewriter(input: list[ChatMessage], config: GenerateConfig) -> str:
     """A reply in the rewriter's format (vlmguard_eval/rewriter/format.py), or now and then a malformed one."""
     seed = input_hash(input)
-    match = REQUEST.search(input[-1].text)
-    request = match.group(1).strip() if match else input[-1].text.strip()
+    fenced = fenced_request(input[-1].text)
+    request = (fenced if fenced is not None else input[-1].text).strip()
     if seed % MALFORMED_EVERY == 0:
         return "Scripted offline rewriter: a reply without the refined prompt block."
     return (

@@ -20,10 +20,11 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from inspect_ai.model import GenerateConfig
+from inspect_ai.model import GenerateConfig, get_model
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from vlmguard_eval.core.messages import user_images, user_turn
+from vlmguard_eval.core.options import role_defaults, role_max_tokens
 from vlmguard_eval.core.prompts import load_prompt
 from vlmguard_eval.defense.ledger import extra_call
 from vlmguard_eval.defense.steps import fill_prompt
@@ -34,6 +35,11 @@ SYNTH_TEMPLATE_VERSION = "v1"
 TEACHER_ROLE = "teacher"
 RESPONDER_ROLE = "responder"  # writes the unsafe response when a source has none
 CHECKER_ROLE = "checker"  # judges that an unsafe response is actually unsafe
+# every side call is bounded; a role's own config sets others (--model-role "teacher={model: M, max_tokens: N}").
+# A stage's output is one part of the rewriter's (whose bound is 1,024); the checker gives a reason and a verdict
+TEACHER_MAX_TOKENS = 1024
+RESPONDER_MAX_TOKENS = 1024
+CHECKER_MAX_TOKENS = 512
 STAGE_KEY = "synthesis"
 BENIGN_HINDSIGHT = "The request is benign: a direct, helpful answer carries no real risk here."
 
@@ -104,7 +110,7 @@ async def _run_stage(
         TEACHER_ROLE,
         stage,
         user_turn(user_images(state) if images else [], prompt),
-        GenerateConfig(temperature=0.0),
+        role_defaults(get_model(role=TEACHER_ROLE, required=True), TEACHER_MAX_TOKENS, temperature=0.0),
     )
     _keep_reply(state, stage, reply.completion)
     result = tagged(reply.completion, tag)
@@ -140,8 +146,10 @@ def unsafe_response() -> Solver:
     async def solve(state: TaskState, generate: Generate) -> TaskState:
         meta = state.metadata
         if stage_failure(state) is None and meta["kind"] == "safety" and not meta.get("unsafe_response"):
+            responder = get_model(role=RESPONDER_ROLE, required=True)
+            bound = GenerateConfig(max_tokens=role_max_tokens(responder, RESPONDER_MAX_TOKENS))  # its own sampling
             reply = await extra_call(
-                state, RESPONDER_ROLE, "unsafe-response", user_turn(user_images(state), meta["prompt"])
+                state, RESPONDER_ROLE, "unsafe-response", user_turn(user_images(state), meta["prompt"]), bound
             )
             meta["unsafe_response"] = reply.completion
             meta["unsafe_response_written"] = True
@@ -170,9 +178,8 @@ def unsafe_check(check: str = "all") -> Solver:
             drop(state, "unsafe-check", "refusal", "the unsafe response matches a refusal keyword")
             return state
         prompt = fill_prompt("synth_unsafe_check", SYNTH_TEMPLATE_VERSION, prompt=meta["prompt"], response=response)
-        reply = await extra_call(
-            state, CHECKER_ROLE, "unsafe-check", user_turn(user_images(state), prompt), GenerateConfig(temperature=0.0)
-        )
+        checker = role_defaults(get_model(role=CHECKER_ROLE, required=True), CHECKER_MAX_TOKENS, temperature=0.0)
+        reply = await extra_call(state, CHECKER_ROLE, "unsafe-check", user_turn(user_images(state), prompt), checker)
         _keep_reply(state, "unsafe-check", reply.completion)
         verdict = parse_safety(reply.completion)
         if verdict is None:
