@@ -15,8 +15,18 @@ from inspect_ai.log import list_eval_logs, read_eval_log
 from inspect_ai.model import get_model
 
 from tests.openai_stub import message_text, openai_stub
+from tests.test_report import synthetic_run
 from vlmguard_eval.cli.main import main
-from vlmguard_eval.report.agreement import cohen_kappa, kappa_ci
+from vlmguard_eval.report.agreement import (
+    _comparable,
+    cohen_kappa,
+    compare,
+    human_agreements,
+    judge_agreements,
+    kappa_ci,
+    read_human_labels,
+)
+from vlmguard_eval.report.runs import compute_stats
 
 SECOND_JUDGE = "stub/second-judge"
 
@@ -114,3 +124,52 @@ def test_human_labels_must_be_numbers(tmp_path: Path) -> None:
     path.write_text("id,label\n7,maybe\n")
     with pytest.raises(ValueError, match="row #0 \\(id 7\\): field 'label'"):
         read_human_labels(path)
+
+
+# ---- agreement on runs held in memory -----------------------------------------------------------------------
+
+
+def test_graded_means_round_half_up_and_only_one_sided_gaps_count_as_one_unparsed() -> None:
+    # 2-epoch means: 6.5 and 7.5 are both a half above an integer; Python's round() took 6.5 down to 6
+    assert _comparable({"a": 6.5, "b": 7.5, "c": 2.4}, "unified_safety") == {"a": 7.0, "b": 8.0, "c": 2.0}
+    first = {"1": 1, "2": None, "3": None, "4": 0}
+    second = {"1": 1, "2": 1, "3": None, "4": 1}
+    agreement = compare(first, second, "safe", ("siuo (gen)", "m", "none"), ("A", "B"))
+    assert (agreement.items, agreement.one_unparsed, agreement.both_unparsed) == (2, 1, 1)
+
+
+def test_judges_of_runs_on_different_inputs_are_never_compared() -> None:
+    same_data = synthetic_run({"safe": [1, 0, 1]}, judge="judge-a")
+    rejudged = synthetic_run({"safe": [1, 1, 1]}, judge="judge-b")
+    other_data = synthetic_run({"safe": [0, 0, 0]}, judge="judge-c", dataset="siuo_gen@/data/B/siuo_gen.json")
+    runs = [same_data, rejudged, other_data]
+    compute_stats(runs)
+    assert {(g.rater_a, g.rater_b) for g in judge_agreements(runs)} == {("judge-a", "judge-b")}
+
+
+def write_labels(path: Path, header: list[str], rows: list[list[object]]) -> Path:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def test_a_human_label_is_compared_only_with_the_answer_it_labels(tmp_path: Path) -> None:
+    # two target models answered the same items; a human labelled model m1's answers only
+    first = synthetic_run({"safe": [1, 0, 1]}, model="m1", eval_id="run-m1")
+    rejudged = synthetic_run({"safe": [1, 1, 1]}, model="m1", judge="j2", eval_id="run-m1")  # m1's answers again
+    second = synthetic_run({"safe": [0, 0, 0]}, model="m2", eval_id="run-m2")
+    runs = [first, rejudged, second]
+    compute_stats(runs)
+    ambiguous = write_labels(tmp_path / "ids-only.csv", ["id", "label"], [[0, 1], [1, 0], [2, 1]])
+    with pytest.raises(ValueError, match=r"ids-only\.csv: row #0 \(id 0\) fits the answers of 2 runs"):
+        human_agreements(runs, read_human_labels(ambiguous), str(ambiguous))
+    named = write_labels(tmp_path / "named.csv", ["id", "label", "model"], [[0, 1, "m1"], [1, 0, "m1"], [2, 1, "m1"]])
+    found, unmatched = human_agreements(runs, read_human_labels(named), str(named))
+    # both judges of m1's answers are scored against the labels; m2's answers are not
+    assert {(g.model, g.rater_a): g.agree for g in found} == {("m1", "j"): 100.0, ("m1", "j2"): pytest.approx(200 / 3)}
+    assert unmatched == 0
+    # with one run only, the id names its answer
+    alone, _ = human_agreements([first], read_human_labels(ambiguous), str(ambiguous))
+    assert [g.agree for g in alone] == [100.0]

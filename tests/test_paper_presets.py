@@ -101,5 +101,6 @@ def test_main_table_preset_runs_end_to_end_against_served_stubs(
     # safety up on every benchmark, at the price of refusing every benign VLGuard prompt and losing every comparison
     attack = MEASURES["attack"].label
     assert f"mm_safetybench (TYPO) +100.0 ({attack}); siuo (gen) +83.3 (safe %); vlguard (all) +100.0" in benign
-    assert benign.endswith("| 100.0 [100.0, 100.0] Δ+100.0 | 0.0 [0.0, 0.0] Δ-100.0 |")
+    # 2 of 2 and 0 of 2: 95% Wilson intervals, which keep their width at 100% and 0%
+    assert benign.endswith("| 100.0 [34.2, 100.0] Δ+100.0 | 0.0 [0.0, 65.8] Δ-100.0 |")
     shutil.rmtree(tmp_path / "logs", ignore_errors=True)

@@ -1,10 +1,13 @@
-"""Reports from logs the tests produce themselves: numbers, figures, judges kept apart, the grid."""
+"""Reports from logs the tests produce themselves: numbers, figures, judges kept apart, the grid; and the
+report's arithmetic on runs built in memory: intervals, left-out counts, one scale per figure, relative gains."""
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,8 +20,29 @@ from solvers import none, self_reminder
 from tasks.siuo import siuo
 from tasks.vlguard import vlguard
 from tests.helpers import result_metrics
-from vlmguard_eval.report.runs import load_runs
-from vlmguard_eval.report.writer import write_report
+from vlmguard_eval.core.measures import SAFETY_AXIS
+from vlmguard_eval.report.figures import category_heatmap, cost_vs_gain, panel_measure
+from vlmguard_eval.report.paper import gains
+from vlmguard_eval.report.runs import Run, compute_stats, load_runs
+from vlmguard_eval.report.stats import sign_flip_p, wilson_ci
+from vlmguard_eval.report.writer import short_model_name, write_report
+
+
+def synthetic_run(
+    values: dict[str, list[Any]],
+    model: str = "m",
+    defense: str = "none",
+    judge: str = "j",
+    benchmark: str = "siuo (gen)",
+    dataset: str = "siuo_gen@/data/A/siuo_gen.json",
+    **fields: Any,
+) -> Run:
+    """A run held in memory: measure -> per-item values (items "0", "1", ...), nothing read from a log."""
+    status = fields.pop("status", "success")
+    run = Run(benchmark, model, defense, judge, status, f"{model}-{defense}-{judge}.eval", 0, **fields)
+    run.dataset = dataset
+    run.values = {name: {str(i): v for i, v in enumerate(items)} for name, items in values.items()}
+    return run
 
 
 def target(messages, config):
@@ -139,3 +163,82 @@ display: none
     second = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stdout + second.stderr
     assert sorted(p.name for p in (tmp_path / "logs").glob("*.eval")) == logs  # nothing re-run
+
+
+# ---- the report's arithmetic on runs held in memory ---------------------------------------------------------
+
+
+def test_rates_of_verdicts_get_wilson_intervals_that_never_collapse() -> None:
+    # 4 of 4 safe was shown as "100.0 [100.0, 100.0]": the Wilson interval keeps its width at 100%, 0% and n=1
+    low, high = wilson_ci(4, 4)
+    assert high == 1.0 and low == pytest.approx(0.5101, abs=1e-4)
+    assert wilson_ci(0, 20) == (0.0, pytest.approx(0.1611, abs=1e-4))
+    assert wilson_ci(1, 1)[0] == pytest.approx(0.2065, abs=1e-4)
+    run = synthetic_run({"safe": [1, 1, 1, 1], "unified_safety": [6.0, 6.0, 8.0, 4.0]})
+    compute_stats([run])
+    assert (run.stats["safe"].low, run.stats["safe"].high) == (pytest.approx(51.01, abs=0.01), 100.0)
+    # a graded score keeps the bootstrap interval of its mean
+    assert 4.0 <= run.stats["unified_safety"].low < 6.0 < run.stats["unified_safety"].high <= 8.0
+
+
+def test_sign_flip_p_is_exact_for_few_pairs() -> None:
+    # 3 positive differences: 2 of the 2**3 sign patterns are as extreme, p = 1/4 exactly (was Monte Carlo)
+    assert sign_flip_p(np.array([3.0, 4, 5]), np.zeros(3)) == 0.25
+    assert sign_flip_p(np.arange(1, 11.0), np.zeros(10)) == 2 / 1024
+
+
+def test_rule_verdicts_left_undecided_are_counted_in_the_markdown(tmp_path: Path) -> None:
+    # VLGuard's keyword ASR over 2 epochs: one item refused once and answered once is a tie, left out of the rate
+    run = synthetic_run({"attack_success": [1, 0, None, 1], "helpfulness_win": [1, 0, 1, 1]}, benchmark="vlguard (all)")
+    compute_stats([run])
+    board = write_report([run], tmp_path).read_text()
+    table = [line for line in board.splitlines() if line.startswith("|")]
+    header, _, row = [[c.strip() for c in line.strip("|").split("|")] for line in table[:3]]
+    cells = dict(zip(header, row, strict=True))
+    assert cells["items"] == "4" and cells["ASR undecided"] == "1"
+    assert cells["win unparsed"] == "0"  # a judged measure keeps its column even with nothing left out
+
+
+def test_each_figure_keeps_to_one_scale(tmp_path: Path) -> None:
+    # the second run's judge verdicts never parsed: only its 0-10 unified score has values and a delta
+    parsed = synthetic_run({"safe": [1, 0, 1], "unified_safety": [8.0, 2.0, 9.0]})
+    unparsed = synthetic_run({"safe": [None] * 3, "unified_safety": [3.0, 4.0, 5.0]}, model="m2")
+    defended = synthetic_run(
+        {"safe": [None] * 3, "unified_safety": [6.0, 7.0, 8.0], "defense_extra_tokens": [10.0] * 3},
+        model="m2",
+        defense="vlmguard",
+    )
+    for run in (parsed, unparsed, defended):
+        run.groups = {str(i): {"category": "self-harm"} for i in range(3)}
+    runs = [parsed, unparsed, defended]
+    compute_stats(runs)
+    assert panel_measure(runs, SAFETY_AXIS, rates_only=True) == ("safe", 1)
+    # the heatmap's 0-100 % colour scale shows `safe` only: the run without it is left out, not drawn in 0-10
+    assert category_heatmap([unparsed, defended], "j", tmp_path / "heat.png") is None
+    assert category_heatmap(runs, "j", tmp_path / "heat.png") is not None
+    # a +3 on the 0-10 scale is not a gain in points of %: nothing to draw
+    assert defended.stats["unified_safety"].delta == pytest.approx(3.0)
+    assert cost_vs_gain(runs, "j", tmp_path / "cost.png") is None
+
+
+def test_relative_gain_counts_only_the_models_it_averages() -> None:
+    runs = [
+        synthetic_run({"safe": [0, 0, 0, 0]}, model="m1"),  # baseline 0: a relative change is undefined
+        synthetic_run({"safe": [1, 1, 0, 0]}, model="m1", defense="vlmguard"),
+        synthetic_run({"safe": [1, 0, 0, 0]}, model="m2"),
+        synthetic_run({"safe": [1, 1, 0, 0]}, model="m2", defense="vlmguard"),
+    ]
+    compute_stats(runs)
+    (gain,) = gains(runs)
+    assert (gain["models"], gain["paired"]) == (1, 2)
+    assert gain["value"] == pytest.approx(100.0)  # m2 alone: (0.5 - 0.25) / 0.25
+    # the interval averages the same one model: a draw resampling its baseline to 0 is unbounded
+    assert gain["low"] <= 100.0 and math.isinf(gain["high"])
+
+
+def test_a_hugging_face_cache_snapshot_is_named_by_its_hub_id() -> None:
+    snapshot = "hfvlm//root/.cache/huggingface/hub/models--Qwen--Qwen2-VL-7B-Instruct/snapshots/" + "a" * 40
+    assert short_model_name(snapshot) == "hfvlm/Qwen/Qwen2-VL-7B-Instruct"
+    assert short_model_name("hfvlm//cache/models--llava-hf--llava-1.5-7b-hf/snapshots/abc") == (
+        "hfvlm/llava-hf/llava-1.5-7b-hf"
+    )

@@ -181,17 +181,14 @@ def make_report(
     log_dir: Path | list[Path], out: Path, title: str, bundle: bool, human_labels: str | None = None
 ) -> Path:
     defenses()  # declared defenses give the figures their colours and order
-    from vlmguard_eval.report.paper import add_keyword_measures, log_locations
+    from vlmguard_eval.report.paper import add_keyword_measures
     from vlmguard_eval.report.runs import load_report_runs
     from vlmguard_eval.report.writer import write_report
 
     log_dirs = log_dir if isinstance(log_dir, list) else [log_dir]
     claim_folder(out, REPORT_MARK, "report folder")
-    runs, skipped = [], {}
-    for each in log_dirs:
-        found, not_used = load_report_runs(each)
-        runs += found
-        skipped.update(not_used)
+    # every dir at once: one log per task across them all (the same log in two dirs counts once)
+    runs, skipped = load_report_runs(log_dirs)
     viewer = None
     if bundle:
         from inspect_ai.log import bundle_log_dir
@@ -203,7 +200,7 @@ def make_report(
         bundle_log_dir(str(log_dirs[0]), str(bundle_dir))
         (bundle_dir / VIEWER_MARK).write_text("written by vlmguard-eval\n", encoding="utf-8")
         viewer = "viewer"
-    add_keyword_measures(runs, log_locations(log_dirs))  # the paper's DSR and VLGuard's benign-arm refusals
+    add_keyword_measures(runs)  # the paper's DSR and VLGuard's benign-arm refusals
     path = write_report(runs, out, title=title, viewer=viewer, human_labels=human_labels)
     if skipped:
         notes = ["", "## Logs not used", ""] + [f"- `{name}`: {reason}" for name, reason in sorted(skipped.items())]
@@ -439,7 +436,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for leaderboard.md, leaderboard.csv and the figures")
     p.add_argument("--title", default="Leaderboard", help="the leaderboard's title")
     p.add_argument("--bundle", action="store_true", help="also write a static Inspect log viewer to OUT/viewer")
-    p.add_argument("--human-labels", help="CSV of id,label[,measure][,benchmark]: each judge's accuracy and kappa")
+    p.add_argument(
+        "--human-labels",
+        help="CSV of id,label[,measure][,benchmark][,model][,defense][,log]: each judge's accuracy and kappa "
+        "(model/defense/log name the run whose answer was labelled; needed where the id alone fits several)",
+    )
     p.set_defaults(func=report)
 
     p = command("rejudge", "score existing logs again with another judge (the target is not called)")

@@ -41,6 +41,9 @@ MEASURES: dict[str, Measure] = {
     "attack_success": Measure("ASR %", 100, axis="safety", sign=-1, split_by="subset"),
     "attack_success[unsafes]": Measure("ASR unsafes %", 100),
     "attack_success[safe_unsafes]": Measure("ASR safe_unsafes %", 100),
+    # FigStep SafeBench: the judge's stand-in for FigStep's manual review (a benchmark's own measure, so
+    # listed before the paper's unified score: the first safety measure a run has leads its figures)
+    "figstep_attack": Measure("attack rate % (judge)", 100, True, axis="safety", sign=-1),
     "helpfulness_win": Measure("win % vs reference", 100, True, axis="helpfulness"),
     "helpfulness_win_tie": Measure("win % vs reference (tie = 1/2)", 100, True, axis="helpfulness"),
     # how many safe_safes items were judged against an empty reference answer (17 in the official file);
@@ -51,8 +54,6 @@ MEASURES: dict[str, Measure] = {
     "defense_extra_calls": Measure("extra calls / sample", reduce="mean", cost=True),
     "defense_extra_tokens": Measure("extra tokens / sample", reduce="mean", cost=True),
     "defense_fallback": Measure("fallback %", 100, reduce="mean", cost=True),
-    # FigStep SafeBench: the judge's stand-in for FigStep's manual review
-    "figstep_attack": Measure("attack rate % (judge)", 100, True, axis="safety", sign=-1),
     # the VLMGuard-R1 paper's refusal-string metric and the benign cost, added by the report (report/paper.py)
     "dsr": Measure("DSR % (refusal keywords)", 100),
     "over_refusal": Measure("refused % on safe_safes (keywords)", 100),

@@ -4,10 +4,11 @@ For two judges over the same items (same benchmark, target model and defense; `v
 rejudge` makes such pairs from existing logs), per judged measure: Cohen's kappa with a 95%
 bootstrap CI over items, the raw agreement, the swing in the headline rate (judge B's value minus
 judge A's), and the items where they disagree. Verdicts (0/1, or win/tie/loss) use unweighted kappa;
-graded scores (the unified 0-10 and 0-100 scales) use quadratic-weighted kappa on values rounded to
-integers, since a near miss on a scale is not a full disagreement. With human labels (a CSV of item id
--> label), each judge's accuracy and kappa against them. Unparsed verdicts are left out of every pair,
-and counted.
+graded scores (the unified 0-10 and 0-100 scales) use quadratic-weighted kappa on values rounded half
+up to integers (a 2-epoch mean of 6.5 is 7), since a near miss on a scale is not a full disagreement.
+Two runs are compared only on the same inputs (`runs.same_inputs`). With human labels (a CSV of item id
+-> label, naming the run whose answer was labelled where the id alone does not), each judge's accuracy
+and kappa against them. Unparsed verdicts are left out of every pair, and counted.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from typing import Any
 import numpy as np
 
 from vlmguard_eval.core.measures import SAFETY_AXIS, measure
-from vlmguard_eval.report.runs import Run
+from vlmguard_eval.report.runs import Run, same_inputs
 from vlmguard_eval.report.stats import RESAMPLES, SEED
+from vlmguard_eval.report.writer import short_model_name
 
 LEVEL = 0.95
 SHOWN_DISAGREEMENTS = 10  # per judge pair in leaderboard.md; all of them go to the CSV
@@ -76,8 +78,9 @@ def kappa_ci(a: np.ndarray, b: np.ndarray, weighted: bool, resamples: int = RESA
 
 
 def _comparable(values: dict[str, Any], name: str) -> dict[str, float]:
-    """Parsed values of a measure, as the categories kappa compares (graded scores rounded)."""
-    return {i: float(round(v)) if graded(name) else float(v) for i, v in values.items() if v is not None}
+    """Parsed values of a measure, as the categories kappa compares (graded scores rounded half up: Python's
+    round() takes halves to the even neighbour, which would split equal 2-epoch means by parity)."""
+    return {i: float(math.floor(v + 0.5)) if graded(name) else float(v) for i, v in values.items() if v is not None}
 
 
 @dataclass
@@ -91,11 +94,12 @@ class Agreement:
     rater_a: str
     rater_b: str
     items: int  # items both labelled (parsed)
-    one_unparsed: int  # items only one of the two labelled
+    one_unparsed: int  # items only one of the two labelled (the other's verdict did not parse)
     agree: float  # share of items with the same (rounded) label, in %
     kappa: float
     low: float
     high: float
+    both_unparsed: int = 0  # items neither labelled
     swing: float | None = None  # headline rate of B minus A (None for human labels)
     disagreements: list[tuple[str, float, float]] = field(default_factory=list)
 
@@ -109,7 +113,9 @@ def compare(
 ) -> Agreement:
     a, b = _comparable(values_a, name), _comparable(values_b, name)
     shared = sorted(set(a) & set(b))
-    either = (set(values_a) & set(values_b)) - set(shared)
+    both_labelled = values_a.keys() & values_b.keys()
+    one = [i for i in both_labelled if (values_a[i] is None) != (values_b[i] is None)]
+    neither = [i for i in both_labelled if values_a[i] is None and values_b[i] is None]
     x = np.array([a[i] for i in shared])
     y = np.array([b[i] for i in shared])
     kappa = cohen_kappa(x, y, graded(name))
@@ -122,7 +128,8 @@ def compare(
         rater_a=raters[0],
         rater_b=raters[1],
         items=len(shared),
-        one_unparsed=len(either),
+        one_unparsed=len(one),
+        both_unparsed=len(neither),
         agree=100.0 * float((x == y).mean()) if len(shared) else math.nan,
         kappa=kappa,
         low=low,
@@ -132,15 +139,16 @@ def compare(
 
 
 def judge_agreements(runs: list[Run]) -> list[Agreement]:
-    """Every pair of judges over the same benchmark, model and defense, for every judged measure both have."""
+    """Every pair of judges over the same benchmark, inputs, model and defense, for every judged measure both
+    have (runs on different inputs are never compared)."""
     by_setting: dict[tuple[str, str, str], list[Run]] = {}
     for run in runs:
         if run.judge != "-":
-            by_setting.setdefault((run.benchmark, run.model, run.defense), []).append(run)
+            by_setting.setdefault((run.benchmark_label, run.model, run.defense), []).append(run)
     found = []
     for setting, group in by_setting.items():
         for first, second in itertools.combinations(sorted(group, key=lambda r: r.judge), 2):
-            if first.judge == second.judge:
+            if first.judge == second.judge or not same_inputs(first, second):
                 continue
             for name in [n for n in first.values if n in second.values and measure(n).judged]:
                 agreement = compare(first.values[name], second.values[name], name, setting, (first.judge, second.judge))
@@ -153,18 +161,21 @@ def judge_agreements(runs: list[Run]) -> list[Agreement]:
 # ---- human labels ----------------------------------------------------------------------------------
 
 
-def read_human_labels(path: str | Path) -> list[dict[str, str]]:
-    """Rows of `id,label[,measure][,benchmark]`; `measure` defaults to the run's safety measure."""
+LABEL_COLUMNS = "id,label[,measure][,benchmark][,model][,defense][,log]"
+
+
+def read_human_labels(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of `LABEL_COLUMNS`: `measure` defaults to the run's safety measure; `benchmark`, `model`,
+    `defense` and `log` (a log's file name, or its eval id) say whose answer was labelled."""
     path = Path(path)
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f)
         missing = {"id", "label"} - set(reader.fieldnames or [])
         if missing:
-            raise ValueError(
-                f"{path}: missing column(s) {', '.join(sorted(missing))}; expected id,label[,measure][,benchmark]"
-            )
+            raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}; expected {LABEL_COLUMNS}")
         rows = list(reader)
     for index, row in enumerate(rows):
+        row["row"] = index
         try:
             row["value"] = float(row["label"])
         except (TypeError, ValueError):
@@ -179,26 +190,60 @@ def _default_measure(run: Run) -> str | None:
     return next((name for name, _ in SAFETY_AXIS if name in run.values and measure(name).judged), None)
 
 
-def human_agreements(runs: list[Run], labels: list[dict[str, Any]]) -> list[Agreement]:
-    """Each judge's agreement with the human labels that name its items."""
-    found = []
-    for run in runs:
-        if run.judge == "-":
-            continue
-        by_measure: dict[str, dict[str, float]] = {}
-        for row in labels:
-            wanted = row.get("benchmark") or ""
-            if wanted and run.benchmark != wanted and not run.benchmark.startswith(wanted + " "):
-                continue
+def _names_run(row: dict[str, Any], run: Run) -> bool:
+    """The row's optional columns all fit the run (a model by its full id or the short name the report shows)."""
+    wanted = row.get("benchmark") or ""
+    if wanted and wanted not in (run.benchmark, run.benchmark_label) and not run.benchmark.startswith(wanted + " "):
+        return False
+    model = row.get("model") or ""
+    if model and run.model not in (model, short_model_name(model)):
+        return False
+    if row.get("defense") and row["defense"] != run.defense:
+        return False
+    return not row.get("log") or row["log"] in (run.log, Path(run.log).name, run.eval_id)
+
+
+def _answers_of(run: Run) -> str:
+    """Which answers a run judged: a log and its `rejudge` copies share them (and Inspect's eval id)."""
+    return run.eval_id or run.log
+
+
+def human_agreements(
+    runs: list[Run], labels: list[dict[str, Any]], source: str = "labels"
+) -> tuple[list[Agreement], int]:
+    """Each judge's agreement with the human labels of the answers it judged, and how many labels fit no run.
+
+    A label belongs to one answer: a row that fits the answers of several runs (two models, defenses or
+    runs answering the same item) is an error naming the row; judges of the same answers (`rejudge`) all
+    take it.
+    """
+    judged = [r for r in runs if r.judge != "-"]
+    matched: dict[tuple[str, str], dict[str, float]] = {}
+    by_log = {run.log: run for run in judged}
+    unmatched = 0
+    for row in labels:
+        hits = []
+        for run in judged:
             name = row.get("measure") or _default_measure(run)
-            if name in run.values and row["id"] in run.values[name]:
-                by_measure.setdefault(name, {})[row["id"]] = row["value"]
-        for name, human in by_measure.items():
-            agreement = compare(
-                run.values[name], human, name, (run.benchmark, run.model, run.defense), (run.judge, "human")
+            if _names_run(row, run) and name in run.values and row["id"] in run.values[name]:
+                hits.append((run, name))
+        answers = {_answers_of(run) for run, _ in hits}
+        if len(answers) > 1:
+            fits = sorted({f"{r.benchmark_label} / {r.model} / {r.defense} ({r.log})" for r, _ in hits})
+            raise ValueError(
+                f"{source}: row #{row['row']} (id {row['id']}) fits the answers of {len(answers)} runs: "
+                f"{'; '.join(fits)}. A human label belongs to one answer: add columns that name its run "
+                f"({LABEL_COLUMNS})"
             )
-            found.append(agreement)
-    return found
+        unmatched += not hits
+        for run, name in hits:
+            matched.setdefault((run.log, name), {})[row["id"]] = row["value"]
+    found = []
+    for (log, name), human in matched.items():
+        run = by_log[log]
+        context = (run.benchmark_label, run.model, run.defense)
+        found.append(compare(run.values[name], human, name, context, (run.judge, "human")))
+    return found, unmatched
 
 
 # ---- report ----------------------------------------------------------------------------------------
@@ -218,12 +263,12 @@ def write_agreement_csvs(agreements: list[Agreement], out: Path, stem: str) -> l
         writer = csv.writer(f)
         writer.writerow(
             ["benchmark", "model", "defense", "measure", "rater_a", "rater_b", "items", "one_unparsed", "agree_pct"]
-            + ["kappa", "kappa_low", "kappa_high", "swing_b_minus_a", "disagreements"]
+            + ["kappa", "kappa_low", "kappa_high", "swing_b_minus_a", "disagreements", "both_unparsed"]
         )
         for g in agreements:
             writer.writerow(
                 [g.benchmark, g.model, g.defense, g.measure, g.rater_a, g.rater_b, g.items, g.one_unparsed, g.agree]
-                + [g.kappa, g.low, g.high, g.swing, len(g.disagreements)]
+                + [g.kappa, g.low, g.high, g.swing, len(g.disagreements), g.both_unparsed]
             )
     with open(items, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
@@ -239,8 +284,9 @@ def write_agreement_csvs(agreements: list[Agreement], out: Path, stem: str) -> l
 def agreement_lines(runs: list[Run], out: Path, human_labels: str | Path | None = None) -> list[str]:
     """The leaderboard's judge-agreement section (empty when no two judges share items and no labels are given)."""
     pairs = judge_agreements(runs)
-    human = human_agreements(runs, read_human_labels(human_labels)) if human_labels else []
-    if not pairs and not human:
+    labels = read_human_labels(human_labels) if human_labels else []
+    human, unmatched = human_agreements(runs, labels, str(human_labels)) if human_labels else ([], 0)
+    if not pairs and not human and not labels:
         return []
     lines = ["## Judge agreement", ""]
     if pairs:
@@ -251,14 +297,15 @@ def agreement_lines(runs: list[Run], out: Path, human_labels: str | Path | None 
             "swing: judge B's headline value minus judge A's.",
             "",
             "| benchmark | target model | defense | measure | judge A | judge B | items | agree % | κ [95% CI] "
-            "| swing (B - A) | disagree | one unparsed |",
-            "|" + "---|" * 12,
+            "| swing (B - A) | disagree | one unparsed | both unparsed |",
+            "|" + "---|" * 13,
         ]
         for g in pairs:
             lines.append(
                 f"| {g.benchmark} | {g.model} | `{g.defense}` | {g.measure} | {g.rater_a} | {g.rater_b} | {g.items} "
                 f"| {_num(g.agree, 1)} | {_num(g.kappa)} [{_num(g.low)}, {_num(g.high)}] "
-                f"| {'n/a' if g.swing is None else f'{g.swing:+.1f}'} | {len(g.disagreements)} | {g.one_unparsed} |"
+                f"| {'n/a' if g.swing is None else f'{g.swing:+.1f}'} | {len(g.disagreements)} | {g.one_unparsed} "
+                f"| {g.both_unparsed} |"
             )
         shown = [(g, d) for g in pairs for d in g.disagreements[:SHOWN_DISAGREEMENTS]]
         if shown:
@@ -276,13 +323,13 @@ def agreement_lines(runs: list[Run], out: Path, human_labels: str | Path | None 
                     f"| {_scaled(g.measure, a)} ({g.rater_a}) | {_scaled(g.measure, b)} ({g.rater_b}) |"
                 )
         lines.append("")
-    if human:
+    if labels:
         write_agreement_csvs(human, out, "human_agreement")
         lines += [
             "### Against human labels",
             "",
-            f"Labels: {Path(human_labels).name}. Accuracy: share of labelled items where the judge gives the same "
-            "(rounded) label; κ as above.",
+            f"Labels: {Path(human_labels).name} ({len(labels)} rows; {unmatched} fit no judged answer of these runs). "
+            "Accuracy: share of labelled items where the judge gives the same (rounded) label; κ as above.",
             "",
             "| benchmark | target model | defense | measure | judge | labelled items | accuracy % | κ [95% CI] "
             "| judge unparsed |",

@@ -1,7 +1,9 @@
 """The report's figures: safety vs helpfulness, safety per category, and cost vs safety gain.
 
 One set per judge (logs from different judges are never pooled), each titled with its judge. A
-defense keeps its colour in every figure; markers tell target models (or benchmarks) apart.
+defense keeps its colour in every figure; markers tell target models (or benchmarks) apart. Every
+axis and colour scale holds one measure per panel (`panel_measure`), so a 0-10 score never shares an
+axis with a percentage: the heatmap and the cost figure show rates only (in %, and points of %).
 """
 
 from __future__ import annotations
@@ -60,6 +62,24 @@ def _legend(ax: plt.Axes, handles: dict[str, object]) -> None:
     ax.legend(handles.values(), handles.keys(), loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, frameon=False)
 
 
+def panel_measure(
+    runs: list[Run], axis: tuple[tuple[str, int], ...], rates_only: bool = False
+) -> tuple[str, int] | None:
+    """The one measure a panel shows for all its runs: the axis's first that any of them has values for
+    (`rates_only`: percentages of 0/1 verdicts only). A run without it is left out of the panel."""
+    for name, sign in axis:
+        if rates_only and measure(name).scale != 100:
+            continue
+        if any(name in run.stats and run.stats[name].n for run in runs):
+            return name, sign
+    return None
+
+
+def axis_label(name: str, sign: int) -> str:
+    """A measure as an axis shows it (an attack rate on a safety axis as `100 - <its label>`)."""
+    return f"{'100 - ' if sign < 0 else ''}{measure(name).label}"
+
+
 def _pad_limits(ax: plt.Axes, xs: list[float], ys: list[float]) -> None:
     """Axis limits around every point and CI end, with room for the largest marker (nothing clipped)."""
     for values, setter in ((xs, ax.set_xlim), (ys, ax.set_ylim)):
@@ -71,10 +91,15 @@ def _pad_limits(ax: plt.Axes, xs: list[float], ys: list[float]) -> None:
 
 def safety_vs_helpfulness(runs: list[Run], judge: str, path: Path) -> Path | None:
     panels = {}
-    for run in runs:
-        s, h = axis_value(run, SAFETY_AXIS), axis_value(run, HELPFULNESS_AXIS)
-        if s and h and not (math.isnan(s[1].value) or math.isnan(h[1].value)):
-            panels.setdefault(run.benchmark, []).append((run, s, h))
+    for benchmark in dict.fromkeys(r.benchmark_label for r in runs):
+        group = [r for r in runs if r.benchmark_label == benchmark]
+        safety, helpfulness = panel_measure(group, SAFETY_AXIS), panel_measure(group, HELPFULNESS_AXIS)
+        if safety is None or helpfulness is None:
+            continue
+        for run in group:
+            s, h = axis_value(run, (safety,)), axis_value(run, (helpfulness,))
+            if s and h and not (math.isnan(s[1].value) or math.isnan(h[1].value)):
+                panels.setdefault(benchmark, []).append((run, s, h))
     if not panels:
         return None
     models = sorted({r.model for r in runs})
@@ -128,8 +153,8 @@ def safety_vs_helpfulness(runs: list[Run], judge: str, path: Path) -> Path | Non
             label="Pareto front",
         )
         ax.set_title(benchmark, fontsize=10)
-        ax.set_xlabel(f"helpfulness: {h_name} (higher is better)")
-        ax.set_ylabel(f"safety: {'100 - ' if s_name.startswith('attack') else ''}{s_name} (higher is safer)")
+        ax.set_xlabel(f"helpfulness: {axis_label(h_name, 1)} (higher is better)")
+        ax.set_ylabel(f"safety: {axis_label(s_name, dict(SAFETY_AXIS)[s_name])} (higher is safer)")
         ax.grid(alpha=0.3)
     handles["Pareto front"] = axes[0][-1].lines[-1] if axes[0][-1].lines else None
     for model in models:
@@ -144,12 +169,8 @@ def safety_vs_helpfulness(runs: list[Run], judge: str, path: Path) -> Path | Non
     return path
 
 
-def _category_safety(run: Run) -> dict[str, float]:
-    axis = axis_value(run, SAFETY_AXIS)
-    if axis is None:
-        return {}
-    name = axis[0]
-    sign = dict(SAFETY_AXIS)[name]
+def _category_safety(run: Run, name: str, sign: int) -> dict[str, float]:
+    """Safety in % per category on a rate measure (an attack rate as 100 - rate)."""
     by_group: dict[str, list[float]] = {}
     for item, value in run.values.get(name, {}).items():
         if value is not None and "category" in run.groups.get(item, {}):
@@ -159,11 +180,15 @@ def _category_safety(run: Run) -> dict[str, float]:
 
 
 def category_heatmap(runs: list[Run], judge: str, path: Path) -> Path | None:
-    panels = {}
-    for run in runs:
-        values = _category_safety(run)
-        if values:
-            panels.setdefault(run.benchmark, []).append((run, values))
+    panels, shown = {}, {}
+    for benchmark in dict.fromkeys(r.benchmark_label for r in runs):
+        group = [r for r in runs if r.benchmark_label == benchmark]
+        chosen = panel_measure(group, SAFETY_AXIS, rates_only=True)  # the colour scale is 0-100 %
+        for run in group if chosen else []:
+            values = _category_safety(run, *chosen)
+            if values:
+                panels.setdefault(benchmark, []).append((run, values))
+                shown[benchmark] = axis_label(*chosen)
     if not panels:
         return None
     heights = [max(2.2, 0.45 * len(entries) + 2.6) for entries in panels.values()]
@@ -187,7 +212,7 @@ def category_heatmap(runs: list[Run], judge: str, path: Path) -> Path | None:
         for (i, j), value in np.ndenumerate(grid):
             if not np.isnan(value):
                 ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=7)
-        ax.set_title(f"{benchmark}: safety per category (%)", fontsize=10)
+        ax.set_title(f"{benchmark}: {shown[benchmark]} per category", fontsize=10)
     fig.colorbar(image, ax=axes[:, 0].tolist(), shrink=0.8, label="safety % (higher is safer)")
     fig.suptitle(f"Safety by category and defense (judge: {judge}; blank: no parsed verdict)", fontsize=11)
     fig.savefig(path, dpi=120, bbox_inches="tight")
@@ -196,18 +221,22 @@ def category_heatmap(runs: list[Run], judge: str, path: Path) -> Path | None:
 
 
 def cost_vs_gain(runs: list[Run], judge: str, path: Path) -> Path | None:
+    """Extra tokens against the safety change in points of % (rates only: a 0-10 score is not on this axis)."""
     points = []
-    for run in runs:
-        axis, cost = axis_value(run, SAFETY_AXIS), run.stats.get("defense_extra_tokens")
-        if run.defense != "none" and axis and axis[1].delta is not None and cost is not None:
-            points.append((run, cost.value, axis[1].delta))
+    for benchmark in dict.fromkeys(r.benchmark_label for r in runs):
+        group = [r for r in runs if r.benchmark_label == benchmark]
+        chosen = panel_measure(group, SAFETY_AXIS, rates_only=True)
+        for run in group if chosen else []:
+            change, cost = axis_value(run, (chosen,)), run.stats.get("defense_extra_tokens")
+            if run.defense != "none" and change and change[1].delta is not None and cost is not None:
+                points.append((run, cost.value, change[1].delta))
     if not points:
         return None
-    benchmarks = sorted({run.benchmark for run, _, _ in points})  # the legend names only what is plotted
+    benchmarks = sorted({run.benchmark_label for run, _, _ in points})  # the legend names only what is plotted
     fig, ax = plt.subplots(figsize=(8.5, 4.6))
     handles: dict[str, object] = {}
     for run, tokens, gain in points:
-        marker = MARKERS[benchmarks.index(run.benchmark) % len(MARKERS)]
+        marker = MARKERS[benchmarks.index(run.benchmark_label) % len(MARKERS)]
         handles.setdefault(
             run.defense,
             ax.scatter(tokens, gain, color=defense_colour(run.defense), marker=marker, s=60, clip_on=False, zorder=3),
@@ -223,7 +252,7 @@ def cost_vs_gain(runs: list[Run], judge: str, path: Path) -> Path | None:
     pad = max(0.1 * (max(gains) - min(gains)), 2.0)
     ax.set_ylim(min(0.0, min(gains)) - pad, max(0.0, max(gains)) + pad)
     ax.set_xlabel("extra tokens per sample (defense calls beyond the target's answer)")
-    ax.set_ylabel("safety gain vs none (points)")
+    ax.set_ylabel("safety gain vs none (points of %; attack rates as 100 - rate)")
     ax.grid(alpha=0.3)
     _legend(ax, handles)
     ax.set_title(f"Cost vs safety gain per defense (judge: {judge})", fontsize=11)

@@ -1,15 +1,16 @@
 """Leaderboards from Inspect logs, read with Inspect's API (nothing is re-run).
 
 Per-sample scores come from each log's sample summaries (fast: no transcripts are read), are reduced
-per item by the same rule the tasks use (`core.reduction`), and give every rate and mean a 95% bootstrap
-interval and a paired test against `none` on the same items, model and judge. One row per
+per item by the same rule the tasks use (`core.reduction`), and give every rate and mean a 95% interval
+(`stats.mean_ci`) and a paired test against `none` on the same items, model and judge. One row per
 (benchmark, dataset, target model, defense, judge): logs from different judges are never pooled.
 
 What the report reads is checked first: an unreadable, empty or foreign log (not one of our tasks, or
 scores that are not numbers) is skipped and named; of several logs of one task (a retry, a resumed
-run after a kill) only the newest counts; a run that did not finish every sample is marked partial;
-two runs are paired only when they ran on the same dataset (its location, and equal input hashes on
-every shared item).
+run after a kill, a `--limit` smoke run, the same log in two log dirs) one counts: the newest complete
+run of every item and epoch, else the best there is, flagged (`Run.label`); two runs are paired only
+when they ran on the same dataset (its location, and equal input hashes on every shared item), and
+runs of one benchmark on different inputs are labelled apart (`Run.data`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +31,13 @@ from inspect_ai.log import EvalLog, list_eval_logs, read_eval_log, read_eval_log
 
 from vlmguard_eval.core.measures import COST_KEYS, MEASURES, NOT_APPLICABLE, SPLITS, measure
 from vlmguard_eval.core.reduction import reduce_key
-from vlmguard_eval.report.stats import bootstrap_ci, paired_p
+from vlmguard_eval.report.stats import mean_ci, paired_p
 
 GROUP_KEYS = ("category", "subset")
 # the tasks this report understands (a log of any other task is foreign)
-OUR_TASKS = ("siuo", "mm_safetybench", "vlguard")
+OUR_TASKS = ("siuo", "mm_safetybench", "vlguard", "figstep")
+# task arguments that choose what a benchmark asks (named in its column: `siuo (gen)`, `figstep (tiny, baseline)`)
+VARIANT_ARGS = ("format", "image_type", "subset", "query_type")
 INPUT_HASH_KEY = "input_sha256"  # written by the loaders (data.common); the report does not import them
 
 
@@ -59,21 +63,34 @@ class Run:
     defense: str
     judge: str
     status: str
-    log: str
+    log: str  # the log's name as shown: its path within its log dir (with the dir, when several are read)
     errors: int
     values: dict[str, dict[str, Any]] = field(default_factory=dict)  # measure -> item -> value (None = unparsed)
     groups: dict[str, dict[str, str]] = field(default_factory=dict)  # item -> {category, subset}
     stats: dict[str, Stat] = field(default_factory=dict)
     dataset: str = ""  # where the items came from (the dataset's location)
     inputs: dict[str, str] = field(default_factory=dict)  # item -> hash of its inputs
-    identity: str = ""  # one task of one eval set: newer logs of it replace older ones
+    identity: str = ""  # one task of one eval set: of its logs, one is reported (`latest_runs`)
     created: str = ""
     samples: int = 0  # samples the task has
     completed: int = 0  # samples that finished without error
+    location: str = ""  # the log's full path, to read it again
+    eval_id: str = ""  # Inspect's id of the run: shared by a log, its copies and its `rejudge` outputs
+    items_run: int = 0  # dataset items the run chose (fewer than `dataset_items` with --limit or sample ids)
+    dataset_items: int = 0
+    epochs: int = 1
+    full_epochs: int = 1  # the most epochs any log of this task identity ran
+    data: str = ""  # which inputs, when runs of this benchmark saw different ones (`label_data_variants`)
+    baseline: Run | None = field(default=None, repr=False, compare=False)  # the `none` run deltas are against
 
     @property
     def key(self) -> tuple[str, str, str, str]:
         return (self.benchmark, self.dataset, self.model, self.judge)
+
+    @property
+    def benchmark_label(self) -> str:
+        """The benchmark as the report shows it: with its data variant where runs saw different inputs."""
+        return f"{self.benchmark} [{self.data}]" if self.data else self.benchmark
 
     @property
     def partial(self) -> bool:
@@ -81,11 +98,21 @@ class Run:
         return self.status != "success" or self.errors > 0 or self.completed < self.samples
 
     @property
+    def subset(self) -> str:
+        """How the run covers less than its task (a --limit or sample-id run, fewer epochs), or ''."""
+        parts = []
+        if self.items_run < self.dataset_items:
+            parts.append(f"{self.items_run}/{self.dataset_items} items")
+        if self.epochs < self.full_epochs:
+            parts.append(f"{self.epochs} of {self.full_epochs} epochs")
+        return ", ".join(parts)
+
+    @property
     def label(self) -> str:
-        """The defense as shown in the leaderboard, flagged when its results are partial."""
-        if not self.partial:
-            return self.defense
-        return f"{self.defense} (PARTIAL: {self.status}, {self.completed}/{self.samples} samples)"
+        """The defense as shown in the leaderboard, flagged when its results are partial or a subset."""
+        flags = [f"PARTIAL: {self.status}, {self.completed}/{self.samples} samples"] if self.partial else []
+        flags += [f"SUBSET: {self.subset}"] if self.subset else []
+        return self.defense + "".join(f" ({flag})" for flag in flags)
 
 
 def same_inputs(a: Run, b: Run) -> bool:
@@ -127,16 +154,18 @@ def identity_of(log: EvalLog) -> str:
 
 
 def benchmark_of(log: EvalLog) -> str:
+    """The task with the arguments that choose what it asks (`siuo (gen)`, `figstep (tiny, baseline)`)."""
     name = (log.eval.task_registry_name or log.eval.task).split("/")[-1]
     args = log.eval.task_args or {}
-    variant = args.get("format") or args.get("image_type") or args.get("subset")
-    if variant is None:
+    variants = [args[key] for key in VARIANT_ARGS if args.get(key) is not None]
+    if not variants:
         return name
-    return f"{name} ({variant if isinstance(variant, str) else ','.join(map(str, variant))})"
+    return f"{name} ({', '.join(v if isinstance(v, str) else ','.join(map(str, v)) for v in variants)})"
 
 
-def load_run(location: str) -> Run:
-    """One log as a Run; SkippedLog if it is unreadable, empty or not one of our tasks."""
+def load_run(location: str, name: str | None = None) -> Run:
+    """One log as a Run (`name`: how the report names it, default its file name); SkippedLog if it is
+    unreadable, empty or not one of our tasks."""
     try:
         header = read_eval_log(location, header_only=True)
     except Exception as ex:
@@ -152,13 +181,19 @@ def load_run(location: str) -> Run:
         defense=defense_of(header),
         judge=roles["grader"].model if "grader" in roles else "-",
         status=header.status,
-        log=Path(location).name,
+        log=name or Path(location).name,
         errors=0,
         dataset=f"{dataset.name}@{dataset.location}",
         identity=identity_of(header),
         created=header.eval.created,
         samples=header.results.total_samples if header.results else _planned(header),
+        location=location,
+        eval_id=header.eval.eval_id,
+        items_run=_chosen_items(header),
+        dataset_items=dataset.samples or 0,
+        epochs=header.eval.config.epochs or 1,
     )
+    run.full_epochs = run.epochs
     epochs: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
     try:
         summaries = read_eval_log_sample_summaries(location)
@@ -192,15 +227,20 @@ def load_run(location: str) -> Run:
     return run
 
 
-def _planned(log: EvalLog) -> int:
-    """Samples a run set out to do (a log without results: interrupted before it finished)."""
+def _chosen_items(log: EvalLog) -> int:
+    """Dataset items a run set out to do (its sample ids, else the dataset under its --limit)."""
     limit = log.eval.config.limit
     count = len(log.eval.dataset.sample_ids or []) or (log.eval.dataset.samples or 0)
     if isinstance(limit, int):
         count = min(count, limit)
     elif isinstance(limit, (tuple, list)):
         count = min(count, limit[1] - limit[0])
-    return count * (log.eval.config.epochs or 1)
+    return count
+
+
+def _planned(log: EvalLog) -> int:
+    """Samples a run set out to do (a log without results: interrupted before it finished)."""
+    return _chosen_items(log) * (log.eval.config.epochs or 1)
 
 
 def _is_number(value: Any) -> bool:
@@ -211,20 +251,64 @@ def _array(values: dict[str, Any]) -> np.ndarray:
     return np.array([float(v) for v in values.values() if v is not None], dtype=float)
 
 
+def label_data_variants(runs: list[Run]) -> None:
+    """Set `Run.data` where one benchmark's runs saw different inputs, so their rows never look alike.
+
+    A variant is a dataset location with input hashes that agree on every item (so each of its runs has
+    `same_inputs` with every other), named by the end of its location that tells the variants apart
+    (`data 2: B/siuo_gen.json`); a benchmark with one variant is named alone.
+    """
+    variants: dict[str, list[tuple[str, dict[str, str], list[Run]]]] = defaultdict(list)
+    for run in sorted(runs, key=lambda r: (r.dataset, _timestamp(r.created), r.log)):
+        found = variants[run.benchmark]
+        home = next(
+            (v for v in found if v[0] == run.dataset and all(v[1].get(i, h) == h for i, h in run.inputs.items())),
+            None,
+        )
+        if home is None:
+            found.append((run.dataset, dict(run.inputs), [run]))
+        else:
+            home[1].update(run.inputs)
+            home[2].append(run)
+    for found in variants.values():
+        locations = [dataset.partition("@")[2] for dataset, _, _ in found]
+        for number, ((_, _, members), location) in enumerate(zip(found, locations, strict=True), start=1):
+            label = f"data {number}: {_distinct_tail(location, locations)}" if len(found) > 1 else ""
+            for run in members:
+                run.data = label
+
+
+def _distinct_tail(location: str, others: list[str]) -> str:
+    """The fewest last path parts of `location` that no other distinct location ends with."""
+    parts = location.split("/")
+    rivals = [o for o in others if o != location]
+    for count in range(1, len(parts) + 1):
+        tail = "/".join(parts[-count:])
+        if not any(o == tail or o.endswith("/" + tail) for o in rivals):
+            return tail
+    return location
+
+
+def find_baseline(run: Run, runs: list[Run]) -> Run | None:
+    """The `none` run a defense is compared with: the only one of the same key on the same inputs, never
+    the run itself (two candidates, or none, give no baseline: no delta rather than a guessed one)."""
+    if run.defense == "none":
+        return None
+    candidates = [b for b in runs if b.defense == "none" and b.key == run.key and b is not run]
+    candidates = [b for b in candidates if same_inputs(run, b)]
+    return candidates[0] if len(candidates) == 1 else None
+
+
 def compute_stats(runs: list[Run]) -> None:
-    """Value, CI and unparsed count per measure; delta and paired p against `none` of the same key."""
-    baselines: dict[tuple[str, ...], list[Run]] = defaultdict(list)
+    """Value, CI and unparsed count per measure; delta and paired p against the run's baseline
+    (`find_baseline`, kept in `Run.baseline` for every comparison the report makes)."""
+    label_data_variants(runs)
     for run in runs:
-        if run.defense == "none":
-            baselines[run.key].append(run)
-    for run in runs:
-        # exactly one baseline on the same items, never the run itself: else no delta is shown
-        candidates = [b for b in baselines.get(run.key, []) if b is not run and same_inputs(run, b)]
-        base = candidates[0] if len(candidates) == 1 and run.defense != "none" else None
+        run.baseline = base = find_baseline(run, runs)
         for name, values in run.values.items():
             scale = measure(name).scale
             parsed = _array(values)
-            low, high = bootstrap_ci(parsed)
+            low, high = mean_ci(parsed, verdicts=measure(name).reduce == "mode")
             stat = Stat(
                 value=float(parsed.mean()) * scale if len(parsed) else math.nan,
                 low=low * scale,
@@ -242,51 +326,107 @@ def compute_stats(runs: list[Run]) -> None:
             run.stats[name] = stat
 
 
-def _load_or_skip(location: str) -> Run | str:
+def _load_or_skip(location_and_name: tuple[str, str]) -> Run | str:
     try:
-        return load_run(location)
+        return load_run(*location_and_name)
     except SkippedLog as ex:
         return str(ex)
 
 
+def _timestamp(created: str) -> datetime:
+    """`created` as an instant (logs written with different UTC offsets compare correctly)."""
+    try:
+        moment = datetime.fromisoformat(created)
+    except (TypeError, ValueError):
+        return datetime.min.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.astimezone()  # no offset: the machine's local time
+
+
+def _preference(run: Run) -> tuple[bool, bool, datetime, str]:
+    """Complete before partial, every item and epoch before a subset, then the newest."""
+    return (not run.partial, not run.subset, _timestamp(run.created), run.log)
+
+
+def _why_not(run: Run, kept: Run) -> str:
+    if run.eval_id and run.eval_id == kept.eval_id:
+        return f"superseded by {kept.log}: the same run"
+    if run.partial and not kept.partial:
+        return f"superseded by {kept.log}: this one is partial ({run.completed}/{run.samples} samples), that complete"
+    if run.subset and not kept.subset:
+        return f"superseded by {kept.log}: this one is a subset ({run.subset}), that covers the task"
+    return f"superseded by {kept.log}: a newer run of the same task"
+
+
 def latest_runs(runs: list[Run]) -> tuple[list[Run], dict[str, str]]:
-    """The newest log of each task identity; the older ones, by name, with the log that replaced them."""
-    newest: dict[str, Run] = {}
-    for run in sorted(runs, key=lambda r: (r.created, r.log)):
-        newest[run.identity] = run
-    kept = set(map(id, newest.values()))
-    superseded = {r.log: f"superseded by {newest[r.identity].log}" for r in runs if id(r) not in kept}
-    return list(newest.values()), superseded
+    """One log per task identity (Inspect's task identifier ignores --limit, sample ids and --epochs, so a
+    smoke run, a retry and a full run share one): the newest complete run of every item and epoch, else
+    the best there is (`_preference`), flagged in its label. The others, by name, with the reason."""
+    groups: dict[str, list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[run.identity].append(run)
+    kept, not_used = [], {}
+    for group in groups.values():
+        full_epochs = max(r.epochs for r in group)
+        for run in group:
+            run.full_epochs = full_epochs
+        best = max(group, key=_preference)
+        kept.append(best)
+        not_used.update({r.log: _why_not(r, best) for r in group if r is not best})
+    return kept, not_used
 
 
-def load_report_runs(log_dir: str | Path) -> tuple[list[Run], dict[str, str]]:
-    """Every usable log in `log_dir` with its statistics, sorted for reading, and the logs not used
-    (file name -> reason). A missing or empty log dir is an error.
+def log_names(log_dirs: list[Path]) -> dict[str, str]:
+    """Every log of the dirs (full location -> the name the report gives it): its path within its dir,
+    after the dir's name when several dirs are read (`rejudge` writes the same file names as its source)."""
+    names: dict[str, str] = {}
+    folder_names = [d.name for d in log_dirs]
+    for log_dir in log_dirs:
+        prefix = (log_dir.name if folder_names.count(log_dir.name) == 1 else str(log_dir)) + "/"
+        for info in list_eval_logs(str(log_dir)):
+            names[info.name] = (prefix if len(log_dirs) > 1 else "") + _within(info.name, log_dir)
+    return names
+
+
+def _within(location: str, log_dir: Path) -> str:
+    """A log's path within its log dir (`worker-0/x.eval`), or its file name where that cannot be told."""
+    try:
+        return Path(location.removeprefix("file://")).resolve().relative_to(log_dir.resolve()).as_posix()
+    except ValueError:
+        return Path(location).name
+
+
+def load_report_runs(log_dir: str | Path | list[Path]) -> tuple[list[Run], dict[str, str]]:
+    """Every usable log in one or several log dirs, with its statistics, sorted for reading, and the logs
+    not used (name -> reason). A missing or empty log dir is an error. Runs are chosen and paired across
+    every dir together, so the same log in two dirs counts once.
 
     Parsing sample summaries is the bulk of the work and is CPU-bound, so logs are read in parallel
     worker processes (forked: nothing is re-imported) where the platform allows it.
     """
-    if not Path(log_dir).is_dir():
-        raise FileNotFoundError(f"log dir {log_dir} does not exist")
-    locations = [info.name for info in list_eval_logs(str(log_dir))]
-    if not locations:
-        raise FileNotFoundError(f"log dir {log_dir} holds no Inspect logs")
-    workers = min(len(locations), os.cpu_count() or 1)
+    given = log_dir if isinstance(log_dir, list) else [log_dir]
+    for each in given:
+        if not Path(each).is_dir():
+            raise FileNotFoundError(f"log dir {each} does not exist")
+        if not list_eval_logs(str(each)):
+            raise FileNotFoundError(f"log dir {each} holds no Inspect logs")
+    log_dirs = list(dict.fromkeys(Path(d).resolve() for d in given))
+    named = list(log_names(log_dirs).items())
+    workers = min(len(named), os.cpu_count() or 1)
     if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            loaded = list(pool.map(_load_or_skip, locations))
+            loaded = list(pool.map(_load_or_skip, named))
     else:
-        loaded = [_load_or_skip(location) for location in locations]
-    skipped = {Path(loc).name: r for loc, r in zip(locations, loaded, strict=True) if isinstance(r, str)}
+        loaded = [_load_or_skip(each) for each in named]
+    skipped = {name: r for (_, name), r in zip(named, loaded, strict=True) if isinstance(r, str)}
     runs, superseded = latest_runs([r for r in loaded if isinstance(r, Run)])
     skipped.update(superseded)
     compute_stats(runs)
-    runs.sort(key=lambda r: (r.benchmark, r.dataset, r.judge, r.model, r.defense != "none", r.defense))
+    runs.sort(key=lambda r: (r.benchmark, r.data, r.judge, r.model, r.defense != "none", r.defense))
     return runs, skipped
 
 
-def load_runs(log_dir: str | Path) -> list[Run]:
-    """The usable runs of `log_dir` (see `load_report_runs`)."""
+def load_runs(log_dir: str | Path | list[Path]) -> list[Run]:
+    """The usable runs of one or several log dirs (see `load_report_runs`)."""
     return load_report_runs(log_dir)[0]
 
 

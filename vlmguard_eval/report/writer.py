@@ -20,18 +20,25 @@ def measures_of(runs: list[Run]) -> list[str]:
 
 # last path parts too generic to name a model alone (a checkpoint folder's usual names)
 GENERIC_PARTS = re.compile(r"^(final|model|hf|merged|checkpoint(-\d+)?|snapshots?|[0-9a-f]{40})$")
+HF_CACHE_PREFIX = "models--"
 
 
 def short_model_name(name: str) -> str:
     """A model name without machine paths: `hfvlm//home/u/.cache/vlm/tiny-llava` -> `hfvlm/tiny-llava`.
 
-    Hub ids (`org/name`) and API names are kept whole; a local path keeps its last part, or its last
-    two when the last is generic (`checkpoints/rewriter/final` -> `rewriter/final`).
+    Hub ids (`org/name`) and API names are kept whole; a Hugging Face cache snapshot becomes its hub id
+    (`.../models--Qwen--Qwen2-VL-7B-Instruct/snapshots/<sha>` -> `Qwen/Qwen2-VL-7B-Instruct`, so the
+    published cells still match it); another local path keeps its last part, or its last two when the last
+    is generic (`checkpoints/rewriter/final` -> `rewriter/final`).
     """
     provider, _, rest = name.partition("/")
     if not rest or not (rest.startswith(("/", ".", "~")) or rest.count("/") > 1):
         return name
     parts = [p for p in rest.split("/") if p and p not in (".", "..", "~")]
+    # the hub's cache names a repo `models--<org>--<name>` (hub ids never hold `--`)
+    cached = next((p for p in reversed(parts) if p.startswith(HF_CACHE_PREFIX) and len(p) > len(HF_CACHE_PREFIX)), None)
+    if cached is not None:
+        return f"{provider}/{cached.removeprefix(HF_CACHE_PREFIX).replace('--', '/')}"
     keep = parts[-2:] if len(parts) > 1 and GENERIC_PARTS.match(parts[-1]) else parts[-1:]
     return f"{provider}/{'/'.join(keep)}"
 
@@ -47,8 +54,15 @@ def display_runs(runs: list[Run]) -> list[Run]:
 
 
 def unparsed_label(name: str) -> str:
-    """A judged measure's unparsed column: its label without the unit (`unified safety unparsed`)."""
-    return re.split(r" [%(]", measure(name).label)[0] + " unparsed"
+    """The column counting a measure's items left out, by its label without the unit: `... unparsed` for a
+    judge's verdicts (a reply that did not parse, or a tied vote), `... undecided` for a rule's (a tied vote
+    over epochs, e.g. one epoch refusing, one complying, one errored)."""
+    return re.split(r" [%(]", measure(name).label)[0] + (" unparsed" if measure(name).judged else " undecided")
+
+
+def left_out_columns(runs: list[Run], names: list[str]) -> list[str]:
+    """The measures whose left-out items get a column: every judged one, and any other that left one out."""
+    return [m for m in names if measure(m).judged or any(r.stats[m].unparsed for r in runs if m in r.stats)]
 
 
 SCRIPTED_JUDGE_NOTE = (
@@ -89,6 +103,8 @@ def write_report(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    shown = display_runs(runs)  # the CSV keeps the full names; the markdown and figures show short ones
+    extra = extra_sections(shown, out, human_labels)  # first: a bad labels file stops before anything is written
     with open(out / "leaderboard.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(
@@ -108,6 +124,10 @@ def write_report(
                 "status",
                 "sample_errors",
                 "log",
+                "subset",
+                "data_variant",
+                "dataset",
+                "log_location",
             ]
         )
         for run in runs:
@@ -129,9 +149,13 @@ def write_report(
                         run.status,
                         run.errors,
                         run.log,
+                        run.subset,
+                        run.data,
+                        run.dataset,
+                        run.location,
                     ]
                 )
-    runs = display_runs(runs)  # the CSV above keeps the full names; the markdown and figures show short ones
+    runs = shown
     figures = draw_figures(runs, out)
     lines = [f"# {title}", ""]
     if any(r.judge.startswith("scripted/") for r in runs):
@@ -142,26 +166,30 @@ def write_report(
             "Range support, or open the logs with `inspect view`).",
             "",
         ]
-    for benchmark, judge in dict.fromkeys((r.benchmark, r.judge) for r in runs):
-        group = [r for r in runs if (r.benchmark, r.judge) == (benchmark, judge)]
+    # a section per benchmark (and data variant, where runs of it saw different inputs) and judge
+    for benchmark, judge in dict.fromkeys((r.benchmark_label, r.judge) for r in runs):
+        group = [r for r in runs if (r.benchmark_label, r.judge) == (benchmark, judge)]
         names = measures_of(group)
         header = ["target model", "defense", "items", "errors"] + [measure(m).label for m in names]
-        judged = [m for m in names if measure(m).judged]
-        header += [unparsed_label(m) for m in judged]
+        left_out = left_out_columns(group, names)
+        header += [unparsed_label(m) for m in left_out]
         lines += [f"## {benchmark} (judge: {judge})", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for run in group:
             items = max((s.n + s.unparsed for s in run.stats.values()), default=0)
             row = [run.model, run.label, str(items), str(run.errors)]
             row += [_cell(run.stats.get(m), interval=not measure(m).cost) for m in names]
-            row += [str(run.stats[m].unparsed) if m in run.stats else "-" for m in judged]
+            row += [str(run.stats[m].unparsed) if m in run.stats else "-" for m in left_out]
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
         lines.append("")
     lines += mmsb_tables(runs)
-    lines += extra_sections(runs, out, human_labels)
+    lines += extra
     lines += [
-        "Cells: value [95% bootstrap CI] and, for defenses, Δ against `none` on the same items, model and judge",
-        "with a paired p-value (exact McNemar for 0/1 verdicts, sign-flip permutation otherwise). Rates are over",
-        "parsed verdicts; the 'unparsed' columns count items left out. See results/README.md.",
+        "Cells: value [95% CI: Wilson score for rates of 0/1 verdicts, percentile bootstrap otherwise] and, for",
+        "defenses, Δ against `none` on the same items, model and judge with a paired p-value (exact McNemar for",
+        "0/1 verdicts, sign-flip permutation otherwise). Rates are over decided verdicts; the 'unparsed' columns",
+        "count items a judge's verdicts left out (no parse, or a tied vote), the 'undecided' ones items a rule's",
+        "verdicts tied on over epochs. SUBSET: a --limit, sample-id or fewer-epoch run, shown as its task has no",
+        "full one. See results/README.md.",
         "",
         "Figures: " + ", ".join(f"[{p.name}]({p.name})" for p in figures),
         "",
@@ -201,9 +229,9 @@ def mmsb_tables(runs: list[Run]) -> list[str]:
 
         header = ["scenario"] + [t if t != "pooled" else "pooled over image types (no text)" for t in types]
         lines += [
-            f"### {run.benchmark}: attack rate % per scenario x image type",
+            f"### {run.benchmark_label}: attack rate % per scenario x image type",
             "",
-            f"Target {run.model}, defense {run.defense}, judge {run.judge}.",
+            f"Target {run.model}, defense {run.label}, judge {run.judge}.",
             "",
             "| " + " | ".join(header) + " |",
             "|" + "---|" * len(header),
