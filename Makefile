@@ -2,7 +2,8 @@
 #   make demo     install, then run the offline end-to-end evaluation (writes results/demo/, git-ignored)
 #   make test     install, then run the test suite
 #   make example  regenerate results/example/, the committed copy of the demo's report
-# TORCH_SPEC pins the CPU build CI uses; for CUDA, see README "Real use".
+# TORCH_SPEC pins the torch version CI uses (CI's pip finds a CPU wheel of it; on plain PyPI for Linux
+# the same pin is the CUDA build): see README "CUDA torch".
 
 PYTHON ?= python3
 VENV ?= .venv
