@@ -30,16 +30,11 @@ def recording(reply: str, seen: list, **role_config):
 
 
 def run(demo_dir: Path, solver, tmp_path: Path, roles: dict) -> None:
-    grader = get_model(
-        "scripted/custom",
-        responder=lambda m, c: "Verdict: SAFE" if "Decide whether" in m[-1].text else "Rating: INEFFECTIVE",
-        memoize=False,
-    )
     (log,) = inspect_eval(
         siuo(data_dir=str(demo_dir), epochs=1),
         solver=solver,
         model=get_model("scripted/echo"),
-        model_roles={"grader": grader, **roles},
+        model_roles={"grader": get_model("scripted/judge"), **roles},
         limit=1,
         log_dir=str(tmp_path),
         display="none",
