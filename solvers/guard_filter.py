@@ -3,7 +3,9 @@
 turn is replaced by a fixed refusal.
 
 `prompt=native` sends the conversation as is, for guards whose chat template frames the task
-(Llama Guard); `prompt=instructed` wraps it in our classification prompt, for general models.
+(Llama Guard); `prompt=instructed` wraps it in our classification prompt, for general models, each
+message fenced between marker lines with a per-call tag absent from every message (as the judges'
+inputs are), so an answer cannot pose as the end of the conversation or as another turn.
 A guard reply outside {safe, unsafe} takes the `on_unparsed` outcome: `refuse` (fail closed, the
 default) or `error`; either way it is recorded, never a silent pass.
 
@@ -19,6 +21,7 @@ from vlmguard_eval.core.options import role_defaults
 from vlmguard_eval.defense.ledger import extra_call, record_fallback
 from vlmguard_eval.defense.registry import defense
 from vlmguard_eval.defense.steps import REFUSAL_TEXT, fill_prompt, final_answer
+from vlmguard_eval.judging.prompts import fence, fence_tag
 
 MODES = ("input", "output", "both")
 # A verdict is one line ("safe", or "unsafe" and a line of categories: Llama Guard writes "unsafe\nS1,S10",
@@ -38,7 +41,11 @@ def parse_guard(reply: str) -> str | None:
 
 
 def _instructed(state: TaskState, conversation: list[ChatMessage], target: str, version: str) -> list[ChatMessage]:
-    text = "\n".join(f"{m.role.upper()}: {m.text}" for m in conversation)
+    if version == "v1":  # the first prompt, kept as it rendered: unfenced `ROLE: text` lines
+        text = "\n".join(f"{m.role.upper()}: {m.text}" for m in conversation)
+    else:
+        tag = fence_tag(m.text for m in conversation)
+        text = "\n".join(fence(f"{m.role} message", m.text, tag) for m in conversation)
     prompt = fill_prompt("guard_instructed", version, target=target, conversation=text)
     return user_turn(user_images(state), prompt)
 
@@ -51,7 +58,7 @@ def _instructed(state: TaskState, conversation: list[ChatMessage], target: str, 
     colour="tab:cyan",
 )
 def guard_filter(
-    mode: str = "both", prompt: str = "native", on_unparsed: str = "refuse", version: str = "v1"
+    mode: str = "both", prompt: str = "native", on_unparsed: str = "refuse", version: str = "v2"
 ) -> Solver:
     if mode not in MODES or prompt not in ("native", "instructed") or on_unparsed not in ("refuse", "error"):
         raise ValueError("guard_filter: mode is input|output|both, prompt native|instructed, on_unparsed refuse|error")
