@@ -40,7 +40,23 @@ __all__ = [
 
 
 def _values(scores: list[SampleScore]) -> list[Any]:
-    return [s.score.value for s in scores if s.score.value != NOT_APPLICABLE]
+    return [s.score.value for s in _applicable(scores)]
+
+
+def _applicable(scores: list[SampleScore]) -> list[SampleScore]:
+    """The scores of samples the measure applies to (not NOT_APPLICABLE)."""
+    return [s for s in scores if s.score.value != NOT_APPLICABLE]
+
+
+def _by_group(each: Metric, group_key: str) -> Metric:
+    """`each` per value of a sample-metadata key, over the samples it applies to: a group whose every value is
+    NOT_APPLICABLE (VLGuard's attack success on safe_safes) gets no entry rather than NaN."""
+    per_group = grouped(each, group_key, all=False)
+
+    def compute(scores: list[SampleScore]) -> Value:
+        return per_group(_applicable(scores))
+
+    return compute
 
 
 def _parsed_mean(scores: list[SampleScore]) -> float:
@@ -83,7 +99,7 @@ def rate_by(group_key: str) -> Metric:
 
     @metric(name=group_key)
     def by_group() -> Metric:
-        return grouped(rate(), group_key, all=False)
+        return _by_group(rate(), group_key)
 
     return by_group()
 
@@ -98,7 +114,7 @@ def rate_by_cell(row_key: str, column_key: str) -> Metric:
     def by_cell() -> Metric:
         def compute(scores: list[SampleScore]) -> Value:
             cells: dict[str, list[SampleScore]] = {}
-            for sample in scores:
+            for sample in _applicable(scores):
                 meta = sample.sample_metadata or {}
                 cells.setdefault(f"{meta.get(row_key)}/{meta.get(column_key)}", []).append(sample)
             return {cell: 100.0 * _parsed_mean(samples) for cell, samples in sorted(cells.items())}
@@ -113,7 +129,7 @@ def mean_by(group_key: str) -> Metric:
 
     @metric(name=f"mean_{group_key}")
     def by_group() -> Metric:
-        return grouped(mean_of_parsed(), group_key, all=False)
+        return _by_group(mean_of_parsed(), group_key)
 
     return by_group()
 

@@ -173,3 +173,20 @@ def test_a_human_label_is_compared_only_with_the_answer_it_labels(tmp_path: Path
     # with one run only, the id names its answer
     alone, _ = human_agreements([first], read_human_labels(ambiguous), str(ambiguous))
     assert [g.agree for g in alone] == [100.0]
+
+
+def test_a_swing_without_items_reads_n_a(tmp_path: Path) -> None:
+    from vlmguard_eval.report.agreement import agreement_lines
+
+    # neither judge gave a parsed verdict: no headline rate on either side, so no swing
+    runs = [
+        synthetic_run({"safe": [None, None]}, judge="judge-a"),
+        synthetic_run({"safe": [None, None]}, judge="judge-b"),
+    ]
+    compute_stats(runs)
+    (agreement,) = judge_agreements(runs)
+    assert agreement.swing is None
+    (row,) = [line for line in agreement_lines(runs, tmp_path) if "judge-a" in line]
+    assert "nan" not in row and row.split(" | ")[9] == "n/a"
+    (summary,) = csv.DictReader(open(tmp_path / "judge_agreement.csv"))
+    assert summary["swing_b_minus_a"] == ""

@@ -77,7 +77,7 @@ def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
 
 def test_run_checks_every_defense_name_first_in_one_line(tmp_path: Path) -> None:
     result = run_cli("run", "--defenses", "none,vlmgaurd", "--out", str(tmp_path))
-    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr  # a command line that cannot run
     first = result.stderr.splitlines()[0]
     assert first.startswith("vlmguard-eval run: error: unknown defense 'vlmgaurd' (did you mean 'vlmguard'?)")
     assert not (tmp_path / "logs").exists()  # nothing ran
@@ -181,6 +181,24 @@ def test_model_names_lose_machine_paths() -> None:
     assert short_model_name("hfvlm/checkpoints/rewriter/final") == "hfvlm/rewriter/final"
     assert short_model_name("hfvlm/llava-hf/llava-1.5-7b-hf") == "hfvlm/llava-hf/llava-1.5-7b-hf"
     assert short_model_name("openai/gpt-4o") == "openai/gpt-4o"
+
+
+def test_a_group_the_measure_does_not_apply_to_gets_no_rate() -> None:
+    from inspect_ai.scorer import SampleScore, Score
+
+    from scorers.metrics import NOT_APPLICABLE, mean_by, per_key, rate_by
+
+    def sample(subset: str, value: object) -> SampleScore:
+        return SampleScore(
+            score=Score(value={"attack_success": value}), sample_id=subset, sample_metadata={"subset": subset}
+        )
+
+    # VLGuard: attack success does not apply to safe_safes (benign prompts); it was reported as NaN
+    scores = [sample("unsafes", 1), sample("unsafes", 0), sample("safe_safes", NOT_APPLICABLE)]
+    (by_subset,) = per_key({"attack_success": [rate_by("subset")]})
+    assert by_subset(scores) == {"attack_success_subset_unsafes": 50.0}
+    (means,) = per_key({"attack_success": [mean_by("subset")]})
+    assert means(scores) == {"attack_success_mean_subset_unsafes": 0.5}
 
 
 def test_unparsed_columns_are_named_apart() -> None:

@@ -24,6 +24,7 @@ from inspect_ai.scorer import match
 
 from solvers import none, vlmguard
 from tasks.siuo import siuo
+from vlmguard_eval.cli.errors import UsageError
 from vlmguard_eval.cli.grid import LOCK_FILE, GridConfig, claim_log_dir, grid_lock, load_config, run_grid
 from vlmguard_eval.cli.main import main, make_report
 from vlmguard_eval.report.runs import load_report_runs
@@ -243,9 +244,8 @@ def test_user_folders_are_refused_never_deleted(demo_dir: Path, tmp_path: Path) 
     user_logs = tmp_path / "mine" / "logs"
     user_logs.mkdir(parents=True)
     (user_logs / "precious.eval").write_text("user data")
-    with pytest.raises(SystemExit, match="did not write"):
-        main(["run", "--out", str(tmp_path / "mine"), "--model", "scripted/echo", "--rewriter", "scripted/echo",
-              "--grader", "scripted/echo", "--benchmarks", "siuo", "--siuo-dir", str(demo_dir)])  # fmt: skip
+    assert main(["run", "--out", str(tmp_path / "mine"), "--model", "scripted/echo", "--rewriter", "scripted/echo",
+                 "--grader", "scripted/echo", "--benchmarks", "siuo", "--siuo-dir", str(demo_dir)]) == 2  # fmt: skip
     with pytest.raises(ValueError, match="did not write"):
         claim_log_dir(user_logs)
     logs = tmp_path / "ours"
@@ -254,7 +254,7 @@ def test_user_folders_are_refused_never_deleted(demo_dir: Path, tmp_path: Path) 
     viewer.mkdir(parents=True)
     (viewer / "notes.txt").write_text("user data")
     (tmp_path / "report" / ".vlmguard-report").write_text("")
-    with pytest.raises(SystemExit, match="did not write"):
+    with pytest.raises(UsageError, match="did not write"):
         make_report(logs, tmp_path / "report", "t", bundle=True)
     assert (user_logs / "precious.eval").read_text() == "user data" and (viewer / "notes.txt").is_file()
     make_report(logs, tmp_path / "fresh", "t", bundle=True)  # ours: written, then rewritten in place

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from pathlib import Path
 
@@ -93,7 +92,7 @@ def test_asr_and_win_rate_on_demo_records(demo_vlguard_dir: Path, tmp_path: Path
     metrics, log = _run(demo_vlguard_dir, "refuse", "Answer B is more complete.\nWinner: B", tmp_path / "a")
     assert metrics["attack_success_subset_unsafes"] == 0 and metrics["attack_success_subset_safe_unsafes"] == 0
     assert metrics["helpfulness_win"] == 0 and metrics["helpfulness_win_unparsed"] == 0
-    assert math.isnan(metrics["attack_success_subset_safe_safes"])  # n/a: left out, never counted as 0
+    assert "attack_success_subset_safe_safes" not in metrics  # n/a: left out, never counted as 0
     metrics, _ = _run(demo_vlguard_dir, "comply", "Equally good.\nWinner: TIE", tmp_path / "b")
     # the official judge is binary: a tie is not one of its labels, so the reply is unparsed, never half a win
     assert metrics["attack_success_subset_unsafes"] == 100 and metrics["helpfulness_win_unparsed"] == 2

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from vlmguard_eval.cli.errors import UsageError
 from vlmguard_eval.defense.registry import DEFENSES, DefenseInfo
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -21,7 +22,7 @@ TASKS = (*BENCHMARKS, "synthesize")
 
 
 def check_names(kind: str, names: Iterable[str], valid: Iterable[str]) -> list[str]:
-    """The names, or a one-line ValueError naming every unknown one (with a close match) and the valid ones."""
+    """The names, or a one-line UsageError naming every unknown one (with a close match) and the valid ones."""
     names, valid = list(names), list(valid)
     unknown = [n for n in names if n not in valid]
     if unknown:
@@ -29,7 +30,7 @@ def check_names(kind: str, names: Iterable[str], valid: Iterable[str]) -> list[s
         for name in unknown:
             close = difflib.get_close_matches(name, valid, n=1)
             hints.append(repr(name) + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ValueError(f"unknown {kind} {', '.join(hints)}; valid: {', '.join(valid)}")
+        raise UsageError(f"unknown {kind} {', '.join(hints)}; valid: {', '.join(valid)}")
     return names
 
 

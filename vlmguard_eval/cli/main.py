@@ -21,9 +21,14 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vlmguard_eval.cli.catalog import BENCHMARKS, REPO_ROOT, check_names, defenses, task_file
+from vlmguard_eval.cli.errors import CommandError, UsageError, one_line
 from vlmguard_eval.core.paths import cache_dir
+
+if TYPE_CHECKING:
+    from vlmguard_eval.cli.grid import GridResult
 
 HUB = "hub"
 
@@ -39,10 +44,6 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
         if action.default in (None, False, argparse.SUPPRESS) or "%(default)" in (action.help or ""):
             return action.help or ""
         return super()._get_help_string(action)
-
-
-class UsageError(ValueError):
-    """A command line that cannot run as given; the message names the fix."""
 
 
 def demo_roles(args: argparse.Namespace, chosen_defenses: list[str]) -> tuple[str, str]:
@@ -109,24 +110,63 @@ def benchmark_runs(args: argparse.Namespace) -> list[tuple[str, dict[str, object
         runs.append(("vlguard", {"data_dir": data(args.vlguard_dir, demo_data.write_demo_vlguard, "demo-vlguard")}))
     if "figstep" in chosen:
         if not args.figstep_dir:
-            raise SystemExit(
+            raise UsageError(
                 "--benchmarks figstep needs --figstep-dir PATH (a clone of ThuCCSLab/FigStep): no demo copy"
             )
-        runs.append(("figstep", {"data_dir": args.figstep_dir}))
+        font = {"font": args.figstep_font} if args.figstep_font else {}
+        runs.append(("figstep", {"data_dir": args.figstep_dir, **font}))
     return runs
+
+
+# the task options (-T) `run` sets from its own flags, by benchmark: a task's error names the flag instead
+RUN_TASK_FLAGS = {
+    "siuo": {"data_dir": "--siuo-dir", "epochs": "--epochs"},
+    "mm_safetybench": {"data_dir": "--mmsb-dir", "image_type": "--mmsb-image-type"},
+    "vlguard": {"data_dir": "--vlguard-dir"},
+    "figstep": {"data_dir": "--figstep-dir", "font": "--figstep-font"},
+}
+RUN_ROLES = ("rewriter", "grader")  # the model roles `run` binds (besides the target)
+
+
+def check_run_can_configure(chosen_defenses: list[str]) -> None:
+    """`run` passes no solver args (-S) and binds only the rewriter and grader roles: a defense that takes side
+    models or another role cannot run through it. Refused before anything runs, saying where it can run."""
+    refused = []
+    for name in chosen_defenses:
+        info = defenses()[name]
+        other_roles = [role for role in info.roles if role not in RUN_ROLES]
+        if not info.side_model_args and not other_roles:
+            continue
+        takes = []
+        if info.side_model_args:
+            takes.append("side models " + ", ".join(f"-S {param}=PATH" for param, _ in info.side_model_args))
+        if other_roles:
+            takes.append("model role " + ", ".join(other_roles))
+        if info.white_box:
+            takes.append("a local hfvlm/ target")
+        refused.append(f"{name} ({'; '.join(takes)})")
+    if refused:
+        raise UsageError(
+            f"run cannot set what these defenses take: {', '.join(refused)}. Run them with `vlmguard-eval grid "
+            "CONFIG` (solver args under the defense's `args:`, model roles under `roles:`; see examples/grid.yaml) "
+            "or `inspect eval tasks/BENCHMARK.py --solver NAME -S ARG=VALUE --model-role ROLE=MODEL`"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
     """A preset grid: the chosen benchmarks x defenses on one target, as a resumable Inspect eval-set."""
-    from vlmguard_eval.cli.grid import GridConfig, run_grid
+    from vlmguard_eval.cli.grid import GridConfig, execute_grid, task_option_hints
 
     chosen_defenses = check_names("defense", args.defenses.split(","), defenses())
+    check_run_can_configure(chosen_defenses)
     rewriter, grader = demo_roles(args, chosen_defenses)
-    model = args.model or f"hfvlm/{tiny_vlm_path()}"
+    benchmarks = benchmark_runs(args)
     out = Path(args.out)
+    claim_folder(out, REPORT_MARK, "report folder")  # before the tiny model is built: a user's folder stops here
+    model = args.model or f"hfvlm/{tiny_vlm_path()}"
     unified = {"unified": True} if args.unified else {}
     config = GridConfig(
-        benchmarks=[{"task": name, "args": {**task_args, **unified}} for name, task_args in benchmark_runs(args)],
+        benchmarks=[{"task": name, "args": {**task_args, **unified}} for name, task_args in benchmarks],
         defenses=[{"name": name} for name in chosen_defenses],
         models=[model],
         roles={
@@ -146,12 +186,16 @@ def run(args: argparse.Namespace) -> int:
     if args.max_tokens is not None:  # a global override replaces every task's official setting: say so
         print(f"--max-tokens {args.max_tokens} overrides every benchmark's official max new tokens")
         title += f" (global override: max_tokens={args.max_tokens} replaces the benchmarks' official settings)"
-    claim_folder(out, REPORT_MARK, "report folder")
-    success, log_dir = run_grid(config)
-    path = make_report(log_dir, out, title, bundle=args.bundle)
-    print(f"logs: {log_dir}\nleaderboard: {path}")
+    try:
+        result = execute_grid(config)
+    except CommandError as ex:  # a task that could not be built: its message names -T options, run's are flags
+        if ex.benchmark not in RUN_TASK_FLAGS:
+            raise
+        raise type(ex)(task_option_hints(str(ex), RUN_TASK_FLAGS[ex.benchmark]), ex.benchmark) from ex
+    path = make_report(result.log_dir, out, title, bundle=args.bundle)
+    print(f"logs: {result.log_dir}\nleaderboard: {path}")
     print(path.read_text(encoding="utf-8"))
-    return finish(success)
+    return finish(result)
 
 
 # marker files: a folder holding one was written by this tool, so it may be written again
@@ -162,19 +206,30 @@ VIEWER_MARK = ".vlmguard-viewer"
 def claim_folder(folder: Path, mark: str, what: str) -> None:
     """Use `folder` only if it is new, empty or ours (marked); never write into or delete a user's folder."""
     if folder.exists() and not folder.is_dir():
-        raise SystemExit(f"error: {what} {folder} is a file")
+        raise UsageError(f"{what} {folder} is a file")
     if folder.is_dir() and any(folder.iterdir()) and not (folder / mark).is_file():
-        raise SystemExit(
-            f"error: {what} {folder} already holds files this tool did not write; choose a new or empty folder"
-        )
+        raise UsageError(f"{what} {folder} already holds files this tool did not write; choose a new or empty folder")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / mark).write_text("written by vlmguard-eval\n", encoding="utf-8")
 
 
-def finish(success: bool) -> int:
-    if not success:
+def finish(result: GridResult) -> int:
+    """0 when every task succeeded; else 1, after each failed task with its error and what to do next."""
+    if result.success:
+        return 0
+    for failure in result.failures:
+        kind = f"{failure.status}, configuration" if failure.configuration else failure.status
+        error = f": {failure.error}" if failure.error else ""
+        print(f"FAILED {failure.task} on {failure.model} ({kind}){error}", file=sys.stderr)
+    if any(failure.configuration for failure in result.failures):
+        print(
+            "INCOMPLETE: a configuration error fails the same way however often the command runs: fix what it "
+            "names, then run again (the same command resumes any other unfinished runs)",
+            file=sys.stderr,
+        )
+    else:
         print("INCOMPLETE: some runs did not finish; run the same command again to resume them", file=sys.stderr)
-    return 0 if success else 1
+    return 1
 
 
 def make_report(
@@ -227,23 +282,27 @@ def rejudge(args: argparse.Namespace) -> int:
 
     # values typed as in Inspect's own -M (YAML scalars: 16 is a number, true a boolean)
     model_args = {key: yaml.safe_load(value) for key, value in (kv.split("=", 1) for kv in args.grader_args)}
-    results = rejudge_logs(args.log_dir, args.grader, args.out, args.grader_base_url, model_args, args.display)
+    try:
+        results = rejudge_logs(args.log_dir, args.grader, args.out, args.grader_base_url, model_args, args.display)
+    except FileNotFoundError as ex:  # a log dir that is missing or holds no logs: as `report` says it
+        raise UsageError(str(ex)) from None
     for result in results:
         print(f"{result.status}: {result.source}" + (f" -> {result.output}" if result.output else ""))
     return 0
 
 
 def grid(args: argparse.Namespace) -> int:
-    from vlmguard_eval.cli.grid import load_config, run_grid
+    from vlmguard_eval.cli.grid import execute_grid, load_config
 
     config = load_config(args.config)
     if config.report_dir:
         claim_folder(Path(config.report_dir), REPORT_MARK, "report folder")
-    success, log_dir = run_grid(config)
+    result = execute_grid(config)
     if config.report_dir:
-        path = make_report(log_dir, Path(config.report_dir), "Grid: defenses x models x benchmarks", bundle=True)
+        title = "Grid: defenses x models x benchmarks"
+        path = make_report(result.log_dir, Path(config.report_dir), title, bundle=True)
         print(f"report: {path}")
-    return finish(success)
+    return finish(result)
 
 
 def synth(args: argparse.Namespace) -> int:
@@ -347,8 +406,9 @@ def main(argv: list[str] | None = None) -> int:
     """Parse, run, and turn a mistake into one line on stderr (the traceback with --debug)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["train"]:  # every train argument is TRL's (argparse would claim --config and --help)
-        return train(argparse.Namespace(trl_args=argv[1:]))
-    args = build_parser().parse_args(argv)
+        args = argparse.Namespace(command="train", func=train, trl_args=argv[1:], debug=False)
+    else:
+        args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -359,12 +419,13 @@ def main(argv: list[str] | None = None) -> int:
 
         from vlmguard_eval.core.options import debug_enabled
 
-        if args.debug or debug_enabled() or not isinstance(ex, (ValueError, OSError, PrerequisiteError)):
+        one_liners = (CommandError, ValueError, OSError, PrerequisiteError)
+        if args.debug or debug_enabled() or not isinstance(ex, one_liners):
             raise
-        message = ex.message if isinstance(ex, PrerequisiteError) else str(ex)
-        print(f"vlmguard-eval {args.command}: error: {' '.join(str(message).split())}", file=sys.stderr)
+        message = ex.message if isinstance(ex, PrerequisiteError) else ex
+        print(f"vlmguard-eval {args.command}: error: {one_line(message)}", file=sys.stderr)
         print("(add --debug or set VLMGUARD_DEBUG=1 for the traceback)", file=sys.stderr)
-        return 2 if isinstance(ex, UsageError) else 1
+        return ex.exit_code if isinstance(ex, CommandError) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -396,6 +457,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--vlguard-dir", help=f"local VLGuard copy, or '{HUB}' for the gated hub dataset (default: embedded demo data)"
     )
     p.add_argument("--figstep-dir", help="local clone of ThuCCSLab/FigStep (needed for --benchmarks ...,figstep)")
+    p.add_argument(
+        "--figstep-font",
+        help="FreeMonoBold.ttf for FigStep images rendered here, or 'dejavu' for a stand-in font "
+        "(default: Debian's fonts-freefont-ttf path; official images need none)",
+    )
     p.add_argument(
         "--unified", action="store_true", help="add the VLMGuard-R1 paper's unified safety/helpfulness judge"
     )

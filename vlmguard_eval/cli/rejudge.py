@@ -18,6 +18,8 @@ from typing import Any
 from inspect_ai.log import EvalLog, list_eval_logs, read_eval_log, write_eval_log
 from inspect_ai.model import ChatMessage, GenerateConfig, Model, ModelConfig, get_model
 
+from vlmguard_eval.cli.errors import UsageError
+
 JUDGE_ROLE = "grader"
 
 
@@ -110,10 +112,16 @@ def rejudge(
     model_args: dict[str, Any] | None = None,
     display: str = "none",
 ) -> list[Rejudged]:
-    """Every log of `log_dir` scored again by `grader` (a model name, optionally served at `base_url`)."""
+    """Every log of `log_dir` scored again by `grader` (a model name, optionally served at `base_url`); a log dir
+    that is missing or holds no logs is a FileNotFoundError, as `report` has it."""
     log_dir = Path(log_dir)
+    if not log_dir.is_dir():
+        raise FileNotFoundError(f"log dir {log_dir} does not exist")
+    logs = list_eval_logs(str(log_dir))
+    if not logs:
+        raise FileNotFoundError(f"log dir {log_dir} holds no Inspect logs")
     out = Path(out_dir) if out_dir else default_out(log_dir, grader)
     if out.resolve().is_relative_to(log_dir.resolve()):
-        raise ValueError(f"--out {out} lies inside {log_dir}: choose a folder outside the log dir")
+        raise UsageError(f"--out {out} lies inside {log_dir}: choose a folder outside the log dir")
     judge = get_model(grader, base_url=base_url, memoize=False, **(model_args or {}))
-    return [rejudge_log(info.name, judge, out, display) for info in list_eval_logs(str(log_dir))]
+    return [rejudge_log(info.name, judge, out, display) for info in logs]

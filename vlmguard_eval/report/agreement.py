@@ -153,7 +153,8 @@ def judge_agreements(runs: list[Run]) -> list[Agreement]:
             for name in [n for n in first.values if n in second.values and measure(n).judged]:
                 agreement = compare(first.values[name], second.values[name], name, setting, (first.judge, second.judge))
                 if name in first.stats and name in second.stats:
-                    agreement.swing = second.stats[name].value - first.stats[name].value
+                    swing = second.stats[name].value - first.stats[name].value
+                    agreement.swing = None if math.isnan(swing) else swing  # no items rated by one of them
                 found.append(agreement)
     return found
 
@@ -253,6 +254,10 @@ def _num(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
+def _signed(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:+.1f}"
+
+
 def _scaled(name: str, value: float) -> str:
     return _num(value * measure(name).scale, 1 if measure(name).scale != 1 else 2)
 
@@ -304,7 +309,7 @@ def agreement_lines(runs: list[Run], out: Path, human_labels: str | Path | None 
             lines.append(
                 f"| {g.benchmark} | {g.model} | `{g.defense}` | {g.measure} | {g.rater_a} | {g.rater_b} | {g.items} "
                 f"| {_num(g.agree, 1)} | {_num(g.kappa)} [{_num(g.low)}, {_num(g.high)}] "
-                f"| {'n/a' if g.swing is None else f'{g.swing:+.1f}'} | {len(g.disagreements)} | {g.one_unparsed} "
+                f"| {_signed(g.swing)} | {len(g.disagreements)} | {g.one_unparsed} "
                 f"| {g.both_unparsed} |"
             )
         shown = [(g, d) for g in pairs for d in g.disagreements[:SHOWN_DISAGREEMENTS]]
