@@ -56,7 +56,7 @@ def test_static_cache_gives_plain_generate_greedy_outputs_and_reuses_its_cache(t
         return await asyncio.gather(*(model.generate(messages(t, i), config=config) for t, i in PROMPTS))
 
     first = asyncio.run(batched())
-    assert vlm.batcher.stats.sizes[-1] == 3  # one batch of three requests, run in a 4-row cache
+    assert model.api.batcher.stats.sizes[-1] == 3  # one batch of three requests, run in a 4-row cache
     assert list(vlm._static_caches) == [4]
     length, cache = vlm._static_caches[4]
     assert length % CACHE_LENGTH_STEP == 0

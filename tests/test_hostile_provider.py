@@ -90,9 +90,9 @@ def test_a_request_that_breaks_generate_fails_alone(model, monkeypatch: pytest.M
         return real(requests, key)
 
     monkeypatch.setattr(vlm, "_generate", fragile)
-    before = vlm.batcher.stats.batches
+    before = model.api.batcher.stats.batches
     results = batch(model, [(user(f"question {i}"), CONFIG) for i in range(3)] + [(user("POISON"), CONFIG)])
-    assert vlm.batcher.stats.batches == before + 1  # they did share one batch
+    assert model.api.batcher.stats.batches == before + 1  # they did share one batch
     assert [isinstance(r, BaseException) for r in results] == [False, False, False, True]
     assert "the batch call failed" in str(results[3])
 

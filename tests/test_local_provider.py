@@ -19,7 +19,7 @@ from inspect_ai.model import (
 )
 
 from tests.helpers import png_bytes
-from vlmguard_eval.models.local_vlm import LoadedVLM, load_vlm
+from vlmguard_eval.models.local_vlm import load_vlm
 
 IMAGE_URI = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
 
@@ -51,8 +51,8 @@ def test_renders_with_the_processor_chat_template(tiny_vlm: Path) -> None:
 
 def test_concurrent_requests_share_one_generate_call(tiny_vlm: Path) -> None:
     model = get_model(f"hfvlm/{tiny_vlm}", batch_size=8, batch_wait_ms=2000)
-    vlm: LoadedVLM = model.api.vlm
-    before = vlm.batcher.stats.batches
+    batcher = model.api.batcher  # this role's (batch_size=8): the weights may be loaded with other settings
+    before = batcher.stats.batches
     prompts = [f"Question number {i}?" for i in range(8)]
     config = GenerateConfig(max_tokens=6, temperature=0.0)
 
@@ -60,7 +60,7 @@ def test_concurrent_requests_share_one_generate_call(tiny_vlm: Path) -> None:
         return await asyncio.gather(*(model.generate([user(p)], config=config) for p in prompts))
 
     outputs = asyncio.run(batched())
-    assert vlm.batcher.stats.batches == before + 1 and vlm.batcher.stats.sizes[-1] == 8
+    assert batcher.stats.batches == before + 1 and batcher.stats.sizes[-1] == 8
 
     async def one_by_one():
         return [await model.generate([user(p)], config=config) for p in prompts]

@@ -4,8 +4,21 @@ Loads AutoModelForImageTextToText and AutoProcessor (safetensors only; `trust_re
 unless `-M trust_remote_code=true`), renders Inspect messages with the processor's chat template
 (or `-M chat_template=llava_v1`, the original LLaVA template, or a jinja file),
 and batches concurrent requests into one `generate` call (`-M batch_size=16 -M batch_wait_ms=20`).
-Runs on CUDA when present, else CPU. Weights are loaded once per process and shared by every role
-that names the same checkpoint.
+Runs on CUDA when present, else CPU. Weights are loaded once per process and shared by every role that names
+the same checkpoint; roles asking for the same batch_size and batch_wait_ms share a batcher, others get their
+own over the same weights (one batch at a time runs on them), and roles asking for another cache_share or
+generation_config than the loaded weights have are refused (load_vlm).
+
+Seeds: torch samples every row of a `generate` call from one random stream, so a seeded sampled request runs
+in a `generate` call of its own, seeded with its seed: its output is the same alone or among other requests,
+and the same in every run (and every epoch). Seeded sampling therefore gets no batching. Greedy requests
+ignore the seed; unseeded sampled requests are batched. Sampling holds torch's process-wide generators alone
+(sampling_rng), and a seeded call puts them back as they were.
+
+The checkpoint's generation_config.json (top_k, top_p, repetition_penalty, ...) applies to every setting a
+request leaves unset, as in transformers and Inspect's own `hf/` provider; each output's metadata names the
+ones that applied (`checkpoint_generation_config`). `-M generation_config=plain` drops them (token ids kept):
+transformers' own defaults apply instead (top_k=50 when sampling without a top_k).
 
 Decoding (`-M decode=...`): eager decoding of a 7B model is bound by Python and kernel launches, not by the
 GPU. `graphs` (CUDA) decodes with a static KV cache and transformers' compiled decoding step (torch.compile,
@@ -22,8 +35,13 @@ processor meanwhile, so one model's CPU preparation overlaps another's decoding.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import threading
+import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +72,19 @@ NEUTRALISER = "\u2060"  # WORD JOINER: invisible, never part of a special token
 DECODE_MODES = ("dynamic", "static", "graphs")
 # static caches grow in steps of this many tokens: fewer distinct shapes to compile
 CACHE_LENGTH_STEP = 256
+# `-M generation_config=`: the checkpoint's generation_config.json fills what a request leaves unset, or not
+GENERATION_CONFIGS = ("checkpoint", "plain")
+# generation_config.json entries that name tokens or steer bookkeeping, not which token comes next; `plain` keeps
+# the token ids. do_sample, max_length and max_new_tokens are set by every request.
+_TOKEN_IDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
+_NOT_DECODING = {
+    *_TOKEN_IDS,
+    *("transformers_version", "_from_model_config", "use_cache", "cache_implementation", "cache_config"),
+    *("compile_config", "disable_compile", "output_attentions", "output_hidden_states", "output_scores"),
+    *("output_logits", "return_dict_in_generate", "do_sample", "max_length", "max_new_tokens"),
+}
+# generation_config.json entries transformers applies only when sampling
+_SAMPLING_ONLY = {"temperature", "top_k", "top_p", "min_p", "top_h", "typical_p", "epsilon_cutoff", "eta_cutoff"}
 
 
 class RequestError(ValueError):
@@ -73,6 +104,11 @@ class GenKey:
     stop_seqs: tuple[str, ...]
     keep_stop: bool = False  # keep the stop string in the text (sentence-by-sentence decoding)
 
+    @property
+    def seeded_sampling(self) -> bool:
+        """Sampled with a seed: runs in a `generate` call of its own (one random stream serves a whole call)."""
+        return self.do_sample and self.seed is not None
+
 
 @dataclass
 class Request:
@@ -86,7 +122,8 @@ class Result:
     text: str
     input_tokens: int
     output_tokens: int
-    hit_limit: bool
+    hit_limit: bool  # ended at max_new_tokens (not at EOS or a stop string)
+    time: float = 0.0  # seconds the `generate` call that produced it took (with the processor and decoding)
 
 
 def as_data(text: str, specials: tuple[str, ...]) -> tuple[str, int]:
@@ -191,7 +228,7 @@ def _resolve_dtype(dtype: str, device: str) -> Any:
 
 
 class LoadedVLM:
-    """One checkpoint in memory, with the batcher that feeds it."""
+    """One checkpoint in memory, with the batchers that feed it (one per batch_size and batch_wait_ms asked for)."""
 
     def __init__(
         self,
@@ -204,10 +241,17 @@ class LoadedVLM:
         batch_wait_ms: float,
         decode: str = "dynamic",
         cache_share: float = 0.3,
+        generation_config: str = "checkpoint",
     ) -> None:
         import torch
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig
 
+        if generation_config not in GENERATION_CONFIGS:
+            raise ValueError(
+                f"hfvlm generation_config={generation_config!r} is not one of {', '.join(GENERATION_CONFIGS)}"
+            )
+        # settings of the weights themselves, which every role on this checkpoint must ask for alike (load_vlm)
+        self.shared_settings: dict[str, Any] = dict(cache_share=cache_share, generation_config=generation_config)
         self.device = _resolve_device(device)
         self.decode = _check_decode(decode, self.device)
         self._static_caches: dict[int, tuple[int, Any]] = {}  # padded rows -> (length, StaticCache), reused
@@ -224,6 +268,17 @@ class LoadedVLM:
             .to(self.device)
             .eval()
         )
+        if generation_config == "plain":  # transformers' defaults, with the checkpoint's token ids
+            checkpoint = self.model.generation_config
+            self.model.generation_config = GenerationConfig(
+                **{name: getattr(checkpoint, name) for name in _TOKEN_IDS if getattr(checkpoint, name) is not None}
+            )
+        # the checkpoint's settings that steer decoding wherever a request leaves them unset
+        self.checkpoint_decoding: dict[str, Any] = {
+            name: value
+            for name, value in self.model.generation_config.to_diff_dict().items()
+            if name not in _NOT_DECODING
+        }
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"  # batched generation continues from the right edge
         if self.tokenizer.pad_token_id is None:
@@ -236,7 +291,46 @@ class LoadedVLM:
         # CUDA graph trees serve one thread: every compiled model on a device runs its GPU work on that device's
         # thread, while each model's batcher thread prepares its inputs (the processor's CPU work) meanwhile
         self._device_runner = _device_thread(self.device) if self.decode == "graphs" else None
-        self.batcher: MicroBatcher[Request, Result] = MicroBatcher(self.run_batch, batch_size, batch_wait_ms / 1000)
+        # held for each batch, whichever batcher sent it, and by ETA's SentenceSampler: one piece of work at a
+        # time on these weights (they share the model, its processor and its static caches)
+        self.run_lock = threading.Lock()
+        self._batchers: dict[tuple[int, float], MicroBatcher[Request, Result]] = {}
+        self._batchers_lock = threading.Lock()
+        # the batcher of the first load's settings; a role takes its own settings' from batcher_for
+        self.batcher = self.batcher_for(batch_size, batch_wait_ms)
+
+    def batcher_for(self, batch_size: int, batch_wait_ms: float) -> MicroBatcher[Request, Result]:
+        """The batcher with these settings, made at the first asking: roles asking alike share it (and their
+        requests share `generate` calls), a role asking otherwise gets its own over these same weights."""
+        with self._batchers_lock:
+            key = (int(batch_size), float(batch_wait_ms))
+            if key not in self._batchers:
+                self._batchers[key] = MicroBatcher(self.run_batch, key[0], key[1] / 1000)
+            return self._batchers[key]
+
+    def check_shared_settings(self, name: str, asked: dict[str, Any]) -> None:
+        """Refuse a second load of this checkpoint that asks for other settings of the weights themselves: one
+        copy in memory serves every role, so it cannot hold both."""
+        differ = [key for key, value in asked.items() if value != self.shared_settings[key]]
+        if differ:
+            loaded = ", ".join(f"{key}={self.shared_settings[key]}" for key in differ)
+            wanted = ", ".join(f"{key}={asked[key]}" for key in differ)
+            raise PrerequisiteError(
+                f"hfvlm/{name} is already loaded in this process with {loaded}; this role asks for {wanted}. Roles "
+                "naming one checkpoint share one copy of its weights: give each of them the same -M "
+                f"{', '.join(self.shared_settings)} (or leave them unset); batch_size and batch_wait_ms may differ"
+            )
+
+    def applied_checkpoint_settings(self, key: GenKey) -> dict[str, Any]:
+        """The checkpoint's generation_config.json settings that steered this request: those it leaves unset
+        (temperature, top_k, top_p and the like only when sampling)."""
+        own = {"temperature": key.temperature, "top_k": key.top_k, "top_p": key.top_p}
+        own["stop_strings"] = key.stop_seqs or None
+        return {
+            name: value
+            for name, value in self.checkpoint_decoding.items()
+            if (key.do_sample or name not in _SAMPLING_ONLY) and own.get(name) is None
+        }
 
     @property
     def context_length(self) -> int | None:
@@ -291,27 +385,39 @@ class LoadedVLM:
         return prompt, images, neutralised
 
     def run_batch(self, requests: list[Request]) -> list[Result | Exception]:
-        """Generate for a batch; if a group fails, its requests run one by one so a bad one fails alone."""
+        """Generate for a batch (one at a time on these weights): requests with equal settings share a
+        `generate` call, except seeded sampled ones, which run one by one (each call samples all its rows from
+        one random stream, so a row's output would depend on its batch-mates). If a shared call fails, its
+        requests run one by one so a bad one fails alone."""
+        with self.run_lock:
+            return self._run_batch(requests)
+
+    def _run_batch(self, requests: list[Request]) -> list[Result | Exception]:
         results: dict[int, Result | Exception] = {}
         groups: dict[GenKey, list[int]] = {}
         for index, request in enumerate(requests):
             groups.setdefault(request.key, []).append(index)
         for key, indices in groups.items():
-            try:
-                outputs: list[Result | Exception] = list(self._generate([requests[i] for i in indices], key))
-            except Exception as ex:
-                if len(indices) == 1:
-                    outputs = [ex]
-                else:
-                    outputs = []
-                    for i in indices:
-                        try:
-                            outputs += self._generate([requests[i]], key)
-                        except Exception as single:
-                            outputs.append(single)
-            for index, result in zip(indices, outputs, strict=True):
-                results[index] = result
+            calls = [[index] for index in indices] if key.seeded_sampling else [indices]
+            for call in calls:
+                outputs = self._generate_apart_on_failure([requests[i] for i in call], key)
+                results.update(zip(call, outputs, strict=True))
         return [results[i] for i in range(len(requests))]
+
+    def _generate_apart_on_failure(self, requests: list[Request], key: GenKey) -> list[Result | Exception]:
+        """One `generate` call for the requests; if it fails, one call each, so each gets its own result or error."""
+        try:
+            return list(self._generate(requests, key))
+        except Exception as ex:
+            if len(requests) == 1:
+                return [ex]
+        outputs: list[Result | Exception] = []
+        for request in requests:
+            try:
+                outputs += self._generate([request], key)
+            except Exception as single:
+                outputs.append(single)
+        return outputs
 
     def _cache_bytes(self, rows: int, length: int) -> int:
         text = self.model.config.get_text_config(decoder=True)
@@ -353,6 +459,7 @@ class LoadedVLM:
 
     def _generate(self, requests: list[Request], key: GenKey) -> list[Result]:
         torch = self._torch
+        started = time.monotonic()
         real_rows = len(requests)
         if self.decode != "dynamic":  # pad to the cache's row count with copies; their outputs are dropped
             requests = requests + [requests[-1]] * (padded_rows(real_rows) - real_rows)
@@ -381,15 +488,14 @@ class LoadedVLM:
                 if self.decode != "dynamic":
                     sampling["past_key_values"] = self._static_cache(len(requests), prompt_length + key.max_new_tokens)
                     sampling["disable_compile"] = self.decode == "static"
-                if key.seed is not None:
-                    torch.manual_seed(key.seed)
-                return self.model.generate(
-                    **on,
-                    max_new_tokens=key.max_new_tokens,
-                    do_sample=key.do_sample,
-                    pad_token_id=self.tokenizer.pad_token_id,
-                    **sampling,
-                ).cpu()
+                with sampling_rng(self.device, key.seed) if key.do_sample else nullcontext():
+                    return self.model.generate(
+                        **on,
+                        max_new_tokens=key.max_new_tokens,
+                        do_sample=key.do_sample,
+                        pad_token_id=self.tokenizer.pad_token_id,
+                        **sampling,
+                    ).cpu()
 
         output = self._device_runner.submit(on_device).result() if self._device_runner else on_device()
         stops = {
@@ -402,6 +508,9 @@ class LoadedVLM:
             new_tokens = output[row, prompt_length:].tolist()
             length = next((i for i, t in enumerate(new_tokens) if t in stops), len(new_tokens))
             text = self.tokenizer.decode(new_tokens[:length], skip_special_tokens=True)
+            # generation ends a row at its first stop string, so a text holding one ended there, even on the
+            # last token allowed
+            stopped = any(stop in text for stop in key.stop_seqs)
             if not key.keep_stop:
                 for stop in key.stop_seqs:
                     text = text.split(stop, 1)[0]
@@ -410,7 +519,8 @@ class LoadedVLM:
                     text=text,
                     input_tokens=int(input_tokens[row]),
                     output_tokens=length,
-                    hit_limit=length >= key.max_new_tokens,
+                    hit_limit=length >= key.max_new_tokens and not stopped,
+                    time=time.monotonic() - started,
                 )
             )
         return results
@@ -420,6 +530,35 @@ def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+# torch's default random generators serve the whole process; sampling holds them alone (sampling_rng)
+_RNG_LOCK = threading.Lock()
+
+
+@contextmanager
+def sampling_rng(device: str, seed: int | None = None) -> Iterator[None]:
+    """Hold torch's process-wide random generators for one sampled `generate` call. Every sampled call of this
+    provider (and ETA's SentenceSampler) takes them through here, so no other sampling draws from a seeded
+    call's stream. With a seed, the CPU generator and the model's GPU's are seeded, and put back as they were
+    afterwards (torch.random.fork_rng), so other code's random streams go on undisturbed. Held on the thread
+    that runs the GPU work (the device thread for `graphs`), never around a wait for another thread."""
+    import torch
+
+    with _RNG_LOCK:
+        if seed is None:
+            yield
+            return
+        gpus = []
+        if device.startswith("cuda"):
+            index = torch.device(device).index
+            gpus = [torch.cuda.current_device() if index is None else index]
+        with torch.random.fork_rng(devices=gpus):
+            torch.random.default_generator.manual_seed(seed)
+            for gpu in gpus:
+                with torch.cuda.device(gpu):
+                    torch.cuda.manual_seed(seed)
+            yield
 
 
 _LOAD_LOCK = threading.Lock()  # held while a checkpoint loads
@@ -447,17 +586,51 @@ def load_vlm(
     batch_wait_ms: float = 20.0,
     decode: str = "dynamic",
     cache_share: float = 0.3,
+    generation_config: str = "checkpoint",
 ) -> LoadedVLM:
-    """Load a checkpoint once per process (roles naming the same one share weights and batcher); `auto` is
-    resolved first, so `device=auto` and the device it picks name one load."""
+    """Load a checkpoint once per process: roles naming the same one share its weights (one copy in memory), so
+    they must ask for the same cache_share and generation_config (a PrerequisiteError names the difference);
+    batch_size and batch_wait_ms set the first load's `batcher` (a role takes its own from batcher_for). `auto`
+    is resolved first, so `device=auto` and the device it picks name one load."""
     device = _resolve_device(device)
     key = (path, revision, device, str(_resolve_dtype(dtype, device)), trust_remote_code, decode)
+    weights = dict(cache_share=cache_share, generation_config=generation_config)
     with _LOAD_LOCK:
         if key not in _LOADED:
             _LOADED[key] = LoadedVLM(
-                path, revision, device, dtype, trust_remote_code, batch_size, batch_wait_ms, decode, cache_share
+                path, revision, device, dtype, trust_remote_code, batch_size, batch_wait_ms, decode, **weights
             )
-        return _LOADED[key]
+        loaded = _LOADED[key]
+    loaded.check_shared_settings(path, weights)
+    return loaded
+
+
+def sample_seed(seed: int, index: int) -> int:
+    """The seed of sample `index` among several drawn for one seeded request (continue_assistant): derived
+    from both by SHA-256, so the samples differ from one another and from any other seed's, run after run."""
+    digest = hashlib.sha256(f"{seed}/{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1  # 63 bits: any torch seed
+
+
+def _refuse_unsupported(config: GenerateConfig) -> None:
+    """Settings this provider cannot honour fail the request, named, rather than being ignored."""
+    asked = {
+        "num_choices": (config.num_choices or 1) > 1,
+        "best_of": (config.best_of or 1) > 1,
+        "logprobs": bool(config.logprobs),
+        "top_logprobs": config.top_logprobs is not None,
+        "prompt_logprobs": config.prompt_logprobs is not None,
+        "frequency_penalty": bool(config.frequency_penalty),
+        "presence_penalty": bool(config.presence_penalty),
+        "logit_bias": bool(config.logit_bias),
+        "response_schema": config.response_schema is not None,
+    }
+    refused = [name for name, set_ in asked.items() if set_]
+    if refused:
+        raise RequestError(
+            f"hfvlm returns one text choice per request, without logprobs, penalties or schemas; it cannot honour "
+            f"{', '.join(refused)}"
+        )
 
 
 def gen_key(config: GenerateConfig, keep_stop: bool = False) -> GenKey:
@@ -466,6 +639,7 @@ def gen_key(config: GenerateConfig, keep_stop: bool = False) -> GenKey:
         raise RequestError(f"max_tokens must be at least 1, got {config.max_tokens}")
     if any(not isinstance(stop, str) or not stop for stop in config.stop_seqs or ()):
         raise RequestError(f"stop sequences must be non-empty strings, got {config.stop_seqs!r}")
+    _refuse_unsupported(config)
     do_sample = config.temperature is not None and config.temperature > 0
     return GenKey(
         max_new_tokens=config.max_tokens or DEFAULT_MAX_NEW_TOKENS,
@@ -473,7 +647,7 @@ def gen_key(config: GenerateConfig, keep_stop: bool = False) -> GenKey:
         temperature=config.temperature if do_sample else None,
         top_p=config.top_p if do_sample else None,
         top_k=config.top_k if do_sample else None,
-        seed=config.seed,
+        seed=config.seed if do_sample else None,  # greedy decoding draws nothing
         stop_seqs=tuple(config.stop_seqs or ()),
         keep_stop=keep_stop,
     )
@@ -511,17 +685,18 @@ class TransformersVLM(ModelAPI):
         chat_template: str | None = None,
         decode: str = "dynamic",
         cache_share: float = 0.3,
+        generation_config: str = "checkpoint",
         **unknown: Any,
     ) -> None:
         super().__init__(model_name=model_name, base_url=base_url, api_key=api_key, config=config)
         if unknown:
             raise ValueError(
                 f"hfvlm does not take model args {sorted(unknown)}; it takes model_path, revision, device, "
-                "dtype, trust_remote_code, batch_size, batch_wait_ms, chat_template, decode, cache_share"
+                "dtype, trust_remote_code, batch_size, batch_wait_ms, chat_template, decode, cache_share, "
+                "generation_config"
             )
         # `llava_v1` (the original LLaVA conversation template) or a jinja file; None: the processor's own
         self.chat_template = resolve_chat_template(chat_template)
-        self.batch_size = int(batch_size)
         check_model_location(model_path or model_name)
         self.vlm = load_vlm(
             model_path or model_name,
@@ -529,11 +704,14 @@ class TransformersVLM(ModelAPI):
             device,
             dtype,
             bool(trust_remote_code),
-            self.batch_size,
+            int(batch_size),
             float(batch_wait_ms),
             str(decode),
             float(cache_share),
+            str(generation_config),
         )
+        # this role's own batch settings: a batcher of its own unless another role asked alike
+        self.batcher = self.vlm.batcher_for(int(batch_size), float(batch_wait_ms))
         # Inspect looks up each model event's name for a context window (its live session's usage chip); a name
         # it does not know, it resolves by building the provider anew with default args, which would load a
         # second copy of these weights. Registering the name answers the lookup from what is loaded.
@@ -541,7 +719,7 @@ class TransformersVLM(ModelAPI):
 
     def max_connections(self) -> int:
         # enough concurrent requests in flight to fill a batch
-        return self.batch_size
+        return self.batcher.max_batch
 
     async def generate(
         self, input: list[ChatMessage], tools: list[ToolInfo], tool_choice: ToolChoice, config: GenerateConfig
@@ -550,29 +728,37 @@ class TransformersVLM(ModelAPI):
             raise ValueError("hfvlm does not support tool calls")
         key = gen_key(config)
         prompt, images, neutralised = self.vlm.prepare(input, self.chat_template)
-        result = await self.vlm.batcher.submit(Request(prompt, images, key))
-        return self._output(result, neutralised)
+        result = await self.batcher.submit(Request(prompt, images, key))
+        return self._output(result, key, neutralised)
 
-    def _output(self, result: Result, neutralised: int = 0) -> ModelOutput:
+    def _output(self, result: Result, key: GenKey, neutralised: int = 0) -> ModelOutput:
         output = ModelOutput.from_content(
             model=self.model_name, content=result.text, stop_reason="max_tokens" if result.hit_limit else "stop"
         )
+        metadata: dict[str, Any] = {}
         if neutralised:  # recorded: the model saw these strings as text, not as special tokens
-            output.metadata = {"neutralised_special_tokens": neutralised}
+            metadata["neutralised_special_tokens"] = neutralised
+        if checkpoint := self.vlm.applied_checkpoint_settings(key):  # recorded: they steered this output
+            metadata["checkpoint_generation_config"] = checkpoint
+        output.metadata = metadata or None
         output.usage = ModelUsage(
             input_tokens=result.input_tokens,
             output_tokens=result.output_tokens,
             total_tokens=result.input_tokens + result.output_tokens,
         )
+        output.time = result.time
         return output
 
     async def continue_assistant(
         self, input: list[ChatMessage], prefix: str, n: int, config: GenerateConfig
     ) -> list[Result]:
         """White-box decoding for defenses such as ETA: `n` samples continuing an assistant turn that
-        starts with `prefix`, stop strings kept in the text. Goes through the same batcher."""
+        starts with `prefix`, stop strings kept in the text. Goes through this role's batcher. With a seed,
+        sample i is drawn with sample_seed(seed, i): the n samples differ, and each is the same in every
+        run (each runs in a `generate` call of its own, as every seeded sampled request does)."""
         key = gen_key(config, keep_stop=True)
+        keys = [key] * n
+        if key.seed is not None:
+            keys = [dataclasses.replace(key, seed=sample_seed(key.seed, index)) for index in range(n)]
         prompt, images = self.vlm.render(input, self.chat_template)
-        return list(
-            await asyncio.gather(*(self.vlm.batcher.submit(Request(prompt + prefix, images, key)) for _ in range(n)))
-        )
+        return list(await asyncio.gather(*(self.batcher.submit(Request(prompt + prefix, images, k)) for k in keys)))
