@@ -6,6 +6,7 @@
 
 -T recipe=FILE.yaml     several sources with counts or shares, seeded (see vlmguard_eval/training/recipe.py)
 -T source=NAME -T path=PATH [-T images=DIR]   one source, every record: vlguard, spa_vl, vlsbench, preference
+A VLGuard train.json's records that are also in a test.json beside it are left out (`held_out_test_overlap`).
 `vlmguard-eval synth` runs this and exports the SFT dataset; --model is unused (the roles do the work).
 """
 
@@ -19,7 +20,8 @@ from vlmguard_eval.training.recipe import draw, load_recipe, synthesis_dataset
 from vlmguard_eval.training.stages import synthesis_solvers
 
 # bumped whenever a change can move this task's numbers (data, prompts, scoring, settings)
-TASK_VERSION = 2
+# 3: VLGuard records in its test set excluded, VLGuard ids carry the instruction's position, echo phrases 6+ words
+TASK_VERSION = 3
 
 
 @task

@@ -15,7 +15,14 @@ from tests.helpers import png_bytes
 from vlmguard_eval.rewriter.format import parse_rewriter_output
 from vlmguard_eval.training.export import export_sft
 from vlmguard_eval.training.recipe import RecipeError, draw, load_recipe, recipe_from_cli
-from vlmguard_eval.training.sources import preference_jsonl, spa_vl, vlguard_train, vlsbench
+from vlmguard_eval.training.sources import (
+    HELD_OUT_TEST_OVERLAP,
+    load_source,
+    preference_jsonl,
+    spa_vl,
+    vlguard_train,
+    vlsbench,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 REFINED = "Please answer with care: explain the risks first."
@@ -62,7 +69,7 @@ def test_real_vlguard_file_ids_unique_and_collision_reported(shared_data: Path) 
     # listing needs no images: they resolve only for drawn candidates
     load = vlguard_train(shared_data / "vlguard" / "train.json", Path("/nonexistent"))
     ids = [c.sample_id for c in load.candidates]
-    assert len(ids) == len(set(ids)) == 2977
+    assert len(ids) == len(set(ids)) == 2977 and load.excluded == {}
     assert load.id_collisions == {"Ads_303871": ["#59", "#152"]}
     kinds = [c.kind for c in load.candidates]
     assert kinds.count("safety") == 2000 and kinds.count("helpfulness") == 977 and None not in kinds
@@ -70,6 +77,19 @@ def test_real_vlguard_file_ids_unique_and_collision_reported(shared_data: Path) 
     assert {c.sample_id.split("/")[1] for c in both} == {"59", "152"} and len(both) == 4
     assert all(c.fields["id_shared_with"] == ["#59", "#152"] for c in both)
     assert all(c.fields["unsafe_response"] is None for c in load.candidates)  # the responder writes them
+
+
+def test_real_vlguard_train_records_in_the_test_set_are_excluded(shared_data: Path) -> None:
+    """The real train.json and test.json share 8 records (by id and image): beside the test.json, none of
+    them reaches training, and each is listed under its reason."""
+    load = load_source({"name": "vlguard", "path": str(shared_data / "vlguard" / "train.json")})
+    overlap = load.excluded[HELD_OUT_TEST_OVERLAP]
+    assert len(overlap) == 8 and "#188 (id Ads_295003)" in overlap and "#1003 (id harm-p_2833)" in overlap
+    kinds = [c.kind for c in load.candidates]
+    assert kinds.count("safety") == 1992 and kinds.count("helpfulness") == 974
+    test = json.loads((shared_data / "vlguard" / "test.json").read_text())
+    held_out = {r["id"] for r in test} | {r["image"] for r in test}
+    assert not any(c.sample_id.split("/")[2] in held_out for c in load.candidates)
 
 
 def test_synth_runs_on_the_full_real_vlguard_file(real_vlguard: Path, tmp_path: Path) -> None:
@@ -114,6 +134,95 @@ def test_preference_jsonl_bad_lines_fail_alone(tmp_path: Path) -> None:
     assert "escapes the data root" in errors[1]
     assert "line 4: not valid JSON" in errors[2]
     assert f"{path}: record line 5: not valid UTF-8 at byte" in errors[3]
+
+
+def test_preference_blank_prompt_fails_alone_at_the_source(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(png_bytes())
+    good = {"image": "a.png", "prompt": "p", "chosen": "safe", "rejected": "unsafe"}
+    path = tmp_path / "pref.jsonl"
+    path.write_text(json.dumps({**good, "prompt": "  "}) + "\n" + json.dumps(good) + "\n")
+    blank, kept = [c.materialize() for c in preference_jsonl(path).candidates]
+    assert f"{path}: record #1: field 'prompt': missing, empty or not text" in str(blank)
+    assert kept["prompt"] == "p"
+
+
+def write_small_vlguard(root: Path) -> Path:
+    """A VLGuard folder: train.json (one record with two `instruction` pairs, one sharing an id with the
+    test set, one sharing an image with it, one clean) beside a test.json, images in train/."""
+    (root / "train").mkdir(parents=True)
+    for name in ("a.png", "b.png", "c.png", "d.png"):
+        (root / "train" / name).write_bytes(png_bytes())
+    pairs = [{"instruction": "do A", "response": "no"}, {"instruction": "do B", "response": "no"}]
+    train = [
+        {"id": "x", "image": "a.png", "safe": False, "instr-resp": pairs},
+        {"id": "in-test", "image": "b.png", "safe": False, "instr-resp": pairs[:1]},
+        {"id": "y", "image": "test-image.png", "safe": False, "instr-resp": pairs[:1]},
+        {"id": "z", "image": "d.png", "safe": False, "instr-resp": [{"instruction": "do C", "response": "no"}]},
+    ]
+    test = [{"id": "in-test", "image": "other.png"}, {"id": "t", "image": "test-image.png"}, "not a record"]
+    (root / "train.json").write_text(json.dumps(train))
+    (root / "test.json").write_text(json.dumps(test))
+    return root / "train.json"
+
+
+def test_vlguard_repeated_keys_and_held_out_overlap_in_a_synthesis_run(tmp_path: Path) -> None:
+    """Two `instruction` pairs in one record give two samples (the run is not refused for a repeated id);
+    records in the test set beside train.json never become samples and are counted in the manifest;
+    under --limit the manifest says which sources the run actually covered."""
+    from tasks.synthesize import synthesize
+
+    train = write_small_vlguard(tmp_path / "vlguard")
+    pref = tmp_path / "pref.jsonl"
+    (tmp_path / "p.png").write_bytes(png_bytes())
+    pref.write_text(json.dumps({"image": "p.png", "prompt": "q", "chosen": "safe", "rejected": "Sure."}) + "\n")
+    recipe = {
+        "seed": 0,
+        "sources": [{"name": "vlguard", "path": str(train)}, {"name": "preference", "path": str(pref)}],
+    }
+    (log,) = inspect_eval(
+        synthesize(recipe=recipe),
+        model="scripted/echo",
+        model_roles=roles(),
+        log_dir=str(tmp_path / "logs"),
+        display="none",
+    )
+    assert log.status == "success", log.error
+    assert sorted(s.id for s in log.samples) == [
+        "preference/line-1",
+        "vlguard/0/x/0/instruction",
+        "vlguard/0/x/1/instruction",
+        "vlguard/3/z/0/instruction",
+    ]
+    manifest = export_sft(log.location, tmp_path / "out")
+    counts = manifest["counts"]
+    assert counts["samples"] == counts["kept"] == 4 and counts["sample_errors"] == 0
+    assert counts["excluded_at_source"] == {"vlguard": {HELD_OUT_TEST_OVERLAP: 2}}
+    assert manifest["composition"]["sources"]["vlguard"]["excluded"] == {
+        HELD_OUT_TEST_OVERLAP: ["#1 (id in-test)", "#2 (id y)"]
+    }
+    assert counts["samples_by_source"] == {"vlguard": 3, "preference": 1} and counts["limit"] is None
+
+    (log,) = inspect_eval(
+        synthesize(recipe=recipe),
+        model="scripted/echo",
+        model_roles=roles(),
+        limit=2,
+        log_dir=str(tmp_path / "logs2"),
+        display="none",
+    )
+    counts = export_sft(log.location, tmp_path / "out2")["counts"]
+    assert counts["limit"] == 2 and counts["samples_by_source"] == {"vlguard": 2}
+
+
+def test_a_repeated_sample_id_fails_alone() -> None:
+    from vlmguard_eval.training.recipe import synthesis_dataset
+    from vlmguard_eval.training.sources import Candidate
+
+    fields = {"prompt": "p", "safe_response": "s", "unsafe_response": None, "source_file": "f", "source_record": "#0"}
+    same = [Candidate("vlguard/0/x/instruction", "vlguard", "safety", fields, image=lambda: Path("a.png"))] * 2
+    first, second = synthesis_dataset(same)
+    assert first.id == "vlguard/0/x/instruction" and "load_error" not in first.metadata
+    assert second.id != first.id and "duplicate id 'vlguard/0/x/instruction'" in second.metadata["load_error"]
 
 
 def write_spa_vl(path: Path, rows: list[dict]) -> Path:
@@ -250,7 +359,7 @@ def test_recipe_counts_shares_seed_and_composition(real_vlguard: Path, tmp_path:
 def test_paper_mix_recipe_loads() -> None:
     recipe = load_recipe(REPO / "examples" / "synth_paper_mix.yaml")
     counts = {s["name"]: s.get("count") for s in recipe["sources"]}
-    assert sum(counts.values()) == 8904 and recipe["helpfulness"]["count"] == 977
+    assert sum(counts.values()) == 8904 and recipe["helpfulness"]["count"] == 974  # 977 less 3 on held-out test images
 
 
 def test_cleaning_drops_are_counted_by_stage_and_reason(tmp_path: Path) -> None:
@@ -317,6 +426,9 @@ def test_echo_detection_catches_template_text() -> None:
     assert echoed_instruction("Here: {prompt}", "synth_optimize") == "{prompt}"
     assert echoed_instruction("See [REQUEST] above", "synth_hindsight") == "[REQUEST]"
     assert echoed_instruction("Text: a knife.\nImage: a child.\nTogether: danger.", "synth_causal") is None
+    # the optimize template asks for this; a refined prompt that does it is no echo
+    refined = "Explain how the tool works, focusing on safe handling rather than a blanket refusal."
+    assert echoed_instruction(refined, "synth_optimize") is None
 
 
 def test_cli_synth_prints_the_failure_with_display_none(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

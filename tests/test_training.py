@@ -53,22 +53,10 @@ def sft_records(tmp_path: Path, count: int = 4, extra_lines: list[bytes] = ()) -
 
 
 def collate(processor, dataset, indices):
-    from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
+    """A batch as training builds it (the training collator: TRL's, fed images as inference reads them)."""
+    from vlmguard_eval.training.sft import training_collator
 
-    from vlmguard_eval.training.sft import _strip_nulls
-
-    collator = DataCollatorForVisionLanguageModeling(processor, max_length=None, completion_only_loss=True)
-    rows = []
-    for i in indices:
-        row = dataset[i]
-        rows.append(
-            {
-                "images": row["images"],
-                "prompt": _strip_nulls(row["prompt"]),
-                "completion": _strip_nulls(row["completion"]),
-            }
-        )
-    return collator(rows)
+    return training_collator(processor)([dataset[i] for i in indices])
 
 
 def batch_loss(model_dir: Path | str, batch) -> float:
@@ -83,16 +71,21 @@ def batch_loss(model_dir: Path | str, batch) -> float:
 def test_training_prompt_is_the_inference_prompt(tiny_vlm: Path, tmp_path: Path) -> None:
     """One rendering: TRL's collator input equals what the hfvlm provider renders for the rewriter."""
     from inspect_ai.model import ContentImage
-    from transformers import AutoProcessor
 
-    from vlmguard_eval.models.local_vlm import to_hf_messages
+    from vlmguard_eval.models.local_vlm import load_vlm
     from vlmguard_eval.rewriter.prompts import rewriter_messages
-    from vlmguard_eval.training.sft import _placeholder_image_uri, _strip_nulls, load_records, sft_dataset
+    from vlmguard_eval.training.sft import (
+        _placeholder_image_uri,
+        _strip_nulls,
+        load_records,
+        sft_dataset,
+        special_strings,
+    )
 
-    processor = AutoProcessor.from_pretrained(tiny_vlm)
-    dataset = sft_dataset(load_records(sft_records(tmp_path)))
-    inference, _, _ = to_hf_messages(rewriter_messages([ContentImage(image=_placeholder_image_uri())], "request 0"))
-    expected = processor.apply_chat_template(inference, add_generation_prompt=True, tokenize=False)
+    vlm = load_vlm(str(tiny_vlm), device="cpu")
+    processor = vlm.processor
+    dataset = sft_dataset(load_records(sft_records(tmp_path)), special_strings(processor))
+    expected = vlm.render(rewriter_messages([ContentImage(image=_placeholder_image_uri())], "request 0"))[0]
     trained = processor.apply_chat_template(
         _strip_nulls(dataset[0]["prompt"]), add_generation_prompt=True, tokenize=False
     )
@@ -102,11 +95,11 @@ def test_training_prompt_is_the_inference_prompt(tiny_vlm: Path, tmp_path: Path)
 def test_sft_loss_falls_and_masks_the_prompt(tiny_vlm: Path, tmp_path: Path) -> None:
     from transformers import AutoProcessor
 
-    from vlmguard_eval.training.sft import load_records, main, sft_dataset
+    from vlmguard_eval.training.sft import load_records, main, sft_dataset, special_strings
 
     data = sft_records(tmp_path)
     processor = AutoProcessor.from_pretrained(tiny_vlm)
-    dataset = sft_dataset(load_records(data))
+    dataset = sft_dataset(load_records(data), special_strings(processor))
     batch = collate(processor, dataset, [0, 1])
     labels = batch["labels"][0]
     decoded = processor.tokenizer.decode(labels[labels != -100], skip_special_tokens=True)

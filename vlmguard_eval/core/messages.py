@@ -79,6 +79,22 @@ def decode_image(uri: str) -> Image.Image:
         payload = base64.b64decode(uri.split(",", 1)[1], validate=False)
     except (IndexError, binascii.Error) as ex:
         raise ValueError(f"bad base64 image data: {ex}") from None
+    return _load_rgb(payload)
+
+
+def read_image(path: Path | str) -> Image.Image:
+    """A file's image exactly as `decode_image` gives it from a data URI of the same bytes (training reads the
+    files its examples name; inference receives them as data URIs): same bounds, same RGB conversion."""
+    try:
+        payload = Path(path).read_bytes()
+    except OSError as ex:
+        raise ValueError(f"cannot read image file: {ex}") from None
+    return _load_rgb(payload)
+
+
+def _load_rgb(payload: bytes) -> Image.Image:
+    """Image bytes decoded into a fully loaded RGB image (an alpha channel or palette is dropped by PIL's
+    `convert`, never composited; no EXIF rotation), refusing images outside the bounds above."""
     image = _open_checked(io.BytesIO(payload))
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -344,11 +344,7 @@ class LoadedVLM:
 
     @property
     def special_strings(self) -> tuple[str, ...]:
-        """Every string the tokenizer or processor would read as a special token, longest first."""
-        found = {*self.tokenizer.all_special_tokens}
-        found |= {t.content for t in self.tokenizer.added_tokens_decoder.values() if t.special}
-        found |= {getattr(self.processor, n, None) or "" for n in ("image_token", "video_token", "audio_token")}
-        return tuple(sorted((t for t in found if len(t) > 1), key=len, reverse=True))
+        return special_strings(self.processor)
 
     def check_image(self, image: Image.Image) -> None:
         """Refuse an image this checkpoint's processor would blow up (its own resize rule, not only ours)."""
@@ -524,6 +520,16 @@ class LoadedVLM:
                 )
             )
         return results
+
+
+def special_strings(processor: Any) -> tuple[str, ...]:
+    """Every string `processor` (its tokenizer, or the processor itself) would read as a special token, longest
+    first (ties in a fixed order): what a prompt's text is neutralised against, at inference and in training."""
+    tokenizer = processor.tokenizer
+    found = {*tokenizer.all_special_tokens}
+    found |= {t.content for t in tokenizer.added_tokens_decoder.values() if t.special}
+    found |= {getattr(processor, n, None) or "" for n in ("image_token", "video_token", "audio_token")}
+    return tuple(sorted((t for t in found if len(t) > 1), key=lambda t: (-len(t), t)))
 
 
 def _as_list(value: Any) -> list[Any]:

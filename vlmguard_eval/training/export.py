@@ -3,7 +3,9 @@
 The last check is the rewriter's own: the completion we export must parse with
 `rewriter.parse_rewriter_output` (one bounded refined prompt) and give back exactly the analysis and
 refined prompt we built; otherwise the example is dropped at stage `export`. The manifest counts
-every drop by stage and reason, every sample error, the source composition and id collisions.
+every drop by stage and reason, every sample error, the records a source left out by reason
+(`excluded_at_source`, e.g. VLGuard's `held_out_test_overlap`), the source composition drawn, the
+samples actually run per source (fewer than drawn under `--limit`) and id collisions.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ def export_sft(log_location: str, out_dir: str | Path) -> dict[str, Any]:
     records: list[dict[str, Any]] = []
     dropped: dict[str, Counter[str]] = {}
     errors = []
+    run_by_source = Counter(str((sample.metadata or {}).get("source")) for sample in log.samples or [])
     for sample in log.samples or []:
         if sample.error:
             errors.append({"id": sample.id, "error": sample.error.message.splitlines()[0][:300]})
@@ -116,6 +119,13 @@ def export_sft(log_location: str, out_dir: str | Path) -> dict[str, Any]:
             "kept": len(records),
             "dropped_by_stage": {stage: dict(reasons) for stage, reasons in dropped.items()},
             "sample_errors": len(errors),
+            "samples_by_source": dict(run_by_source),
+            "limit": log.eval.config.limit,
+            "excluded_at_source": {
+                name: source["excluded_records"]
+                for name, source in composition.get("sources", {}).items()
+                if source.get("excluded_records")
+            },
             "kept_by_kind": dict(Counter(r["kind"] for r in records)),
             "kept_by_source": dict(Counter(r["source"] for r in records)),
         },

@@ -13,7 +13,8 @@ A recipe is a mapping (a YAML file, or built from `synth --source NAME:N`):
 Counts are drawn (seeded, without replacement) from each source's well-formed candidates of that
 kind, before any cleaning stage; a source with fewer gives all it has and the shortfall is in the
 composition. Every broken record of a listed source is kept as a failing sample, so each is named
-in the log and the manifest.
+in the log and the manifest; a record a source leaves out (VLGuard's records that are also in its
+test set) is listed in the composition by reason.
 """
 
 from __future__ import annotations
@@ -130,6 +131,8 @@ def draw(recipe: dict[str, Any]) -> tuple[list[Candidate], dict[str, Any]]:
             "shortfall": max(0, wanted - len(picked)) if wanted is not None else 0,
             "broken_records": len(broken),
             "id_collisions": load.id_collisions,
+            "excluded_records": {reason: len(labels) for reason, labels in load.excluded.items()},
+            "excluded": load.excluded,
         }
     helpfulness = recipe.get("helpfulness")
     names = (helpfulness or {}).get("from") or [load.source for load in loads]
@@ -207,11 +210,12 @@ def _amount(text: str, where: str) -> dict[str, Any]:
 
 def synthesis_dataset(candidates: list[Candidate]) -> Any:  # -> MemoryDataset
     """One Inspect sample per drawn candidate; a broken record (or an image that cannot be resolved)
-    becomes a sample that fails on its own with its located error (see `data.sample_check`)."""
+    becomes a sample that fails on its own with its located error (see `data.sample_check`), and so does a
+    repeated sample id (Inspect would refuse the whole dataset)."""
     from inspect_ai.dataset import MemoryDataset, Sample
 
     from vlmguard_eval.core.messages import image_prompt
-    from vlmguard_eval.data.common import DataError, broken_sample
+    from vlmguard_eval.data.common import DataError, broken_sample, unique_ids
 
     samples = []
     for candidate in candidates:
@@ -228,4 +232,4 @@ def synthesis_dataset(candidates: list[Candidate]) -> Any:  # -> MemoryDataset
                     metadata={**record, "category": record["kind"]},
                 )
             )
-    return MemoryDataset(samples, name="rewriter_synthesis")
+    return MemoryDataset(unique_ids(samples), name="rewriter_synthesis")

@@ -1,22 +1,30 @@
 """Supervised fine-tuning of the rewriter with TRL's SFTTrainer (vision-language, prompt-completion).
 
 Each row is `{"images": [image], "prompt": <the rewriter's inference input>, "completion": <its
-trained output>}`. The prompt is built by the inference path itself (`rewriter.rewriter_messages`,
-turned into chat-template dicts by `models.local_vlm.to_hf_messages`), so training and inference
-render one system prompt and one user turn through the model's own chat template. TRL's collator
-processes each example once per visit (no cached tokenized copy) and puts the loss on the
-completion tokens only (`completion_only_loss`, TRL's default for prompt-completion rows).
+trained output>}`. Training feeds the model what the local provider (`hfvlm`) feeds it at inference:
+- the prompt is built by the inference path itself (`rewriter.rewriter_messages`, turned into
+  chat-template dicts by `models.local_vlm.to_hf_messages` with the processor's special-token strings),
+  so one system prompt and one user turn go through the model's own chat template, and a special-token
+  string in the user's text ("</s>", "<image>", a role marker) is broken by an invisible joiner;
+- the completion gets the same neutralisation: at inference the rewriter's output is plain decoded text,
+  so a teacher's "</s>" must not become a real end-of-sequence label (nor "<image>" an image slot);
+- each image is read by `core.messages.read_image`, the provider's own decoder (the same size bounds,
+  PIL's RGB conversion of a transparent or palette image, no EXIF rotation).
+Every neutralised string and every dropped example is counted in OUTPUT_DIR/data_report.json.
+TRL's collator processes each example once per visit (no cached tokenized copy) and puts the loss
+on the completion tokens only (`completion_only_loss`, TRL's default for prompt-completion rows).
 
 Arguments are TRL's own: `TrlParser((RewriterDataArguments, SFTConfig, ModelConfig))`, so every
 SFTConfig / ModelConfig flag and `--config FILE.yaml` work; launches are TRL's / accelerate's
 (`accelerate launch --config_file trl/accelerate_configs/zero3.yaml -m vlmguard_eval.cli train ...`,
 or `torchrun`). Before any model is loaded, every line of the data is checked (a malformed one is
-named by file and line) and every example's token length is measured with the training collator:
-an example longer than `--max_length` is named up front (an error, or dropped with a warning under
-`--skip_overlong`), never truncated mid-image during training. `--resume` continues from the newest
-readable `checkpoint-*` (an unreadable one is skipped with a warning). The final checkpoint, LoRA
-merged, is saved as safetensors with its processor in OUTPUT_DIR/final: `hfvlm/<output_dir>/final`
-serves as the `rewriter` role.
+named by file and line); before training, every example is built once by the training collator: one
+it cannot build (an unreadable image, say) is named by line, and one longer than `--max_length` is
+named up front (an error, or dropped with a warning under `--skip_overlong`), never truncated
+mid-image during training. `--resume` continues from the newest readable `checkpoint-*` (an
+unreadable one is skipped with a warning). The final checkpoint, LoRA merged, is saved as
+safetensors with its processor in OUTPUT_DIR/final: `hfvlm/<output_dir>/final` serves as the
+`rewriter` role.
 """
 
 from __future__ import annotations
@@ -30,7 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vlmguard_eval.models.local_vlm import to_hf_messages
+from vlmguard_eval.core.messages import read_image
+from vlmguard_eval.models.local_vlm import as_data, special_strings, to_hf_messages
 from vlmguard_eval.rewriter.prompts import rewriter_messages
 
 logger = logging.getLogger(__name__)
@@ -39,6 +48,9 @@ logger = logging.getLogger(__name__)
 # --lora_target_modules says otherwise
 DEFAULT_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 REQUIRED_FIELDS = ("image", "prompt", "completion")
+# dataset columns kept for our own reports, removed before the trainer sees the rows
+BOOKKEEPING_COLUMNS = ("line", "neutralised_prompt", "neutralised_completion")
+DATA_REPORT = "data_report.json"
 
 
 @dataclass
@@ -65,19 +77,26 @@ def _placeholder_image_uri() -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def rewriter_prompt(user_text: str) -> list[dict[str, Any]]:
-    """The rewriter's inference input for one image and `user_text`, as chat-template dicts: exactly
-    what the local provider renders at inference (the image becomes an `{"type": "image"}` slot)."""
+def rewriter_prompt(user_text: str, specials: tuple[str, ...]) -> tuple[list[dict[str, Any]], int]:
+    """The rewriter's inference input for one image and `user_text`, as chat-template dicts, and how many
+    special-token strings in it were neutralised: exactly what the local provider renders at inference
+    (`LoadedVLM.prepare` passes the processor's `special_strings`; the image becomes an `{"type": "image"}` slot)."""
     from inspect_ai.model import ContentImage
 
-    messages, _, _ = to_hf_messages(rewriter_messages([ContentImage(image=_placeholder_image_uri())], user_text))
-    return messages
+    placeholder = [ContentImage(image=_placeholder_image_uri())]
+    messages, _, neutralised = to_hf_messages(rewriter_messages(placeholder, user_text), specials)
+    return messages, neutralised
+
+
+def data_file(data: str | Path) -> Path:
+    """The sft.jsonl that `--data` names (a `vlmguard-eval synth` output folder, or the file itself)."""
+    path = Path(data)
+    return path / "sft.jsonl" if path.is_dir() else path
 
 
 def load_records(data: str | Path, max_errors: int = 20) -> list[dict[str, Any]]:
     """The SFT records of `data`, each with its `line`; every bad line is named (file and line) in one error."""
-    path = Path(data)
-    path = path / "sft.jsonl" if path.is_dir() else path
+    path = data_file(data)
     try:
         raw = path.read_bytes()
     except OSError as ex:
@@ -101,6 +120,10 @@ def load_records(data: str | Path, max_errors: int = 20) -> list[dict[str, Any]]
         if missing:
             problems.append(f"{path}:{number}: field(s) {', '.join(missing)} missing, empty or not text")
             continue
+        invalid = [k for k in REQUIRED_FIELDS if not _valid_unicode(record[k])]
+        if invalid:  # a lone surrogate (a JSON escape) can be neither tokenized nor neutralised
+            problems.append(f"{path}:{number}: field(s) {', '.join(invalid)} not valid Unicode text")
+            continue
         image = Path(record["image"])
         image = image if image.is_absolute() else path.parent / image
         if not image.is_file():
@@ -116,21 +139,35 @@ def load_records(data: str | Path, max_errors: int = 20) -> list[dict[str, Any]]
     return records
 
 
-def sft_dataset(records: list[dict[str, Any]]) -> Any:  # -> datasets.Dataset
-    """TRL's vision prompt-completion rows; images decode lazily (datasets.Image) when a batch is built."""
+def _valid_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def sft_dataset(records: list[dict[str, Any]], specials: tuple[str, ...]) -> Any:  # -> datasets.Dataset
+    """TRL's vision prompt-completion rows, prompt and completion text neutralised against `specials` (the
+    processor's `special_strings`) as inference does, with how many strings each had. Images stay file
+    paths: `TrainingCollator` reads them as inference does when a batch is built."""
     import datasets
 
-    rows = [
-        {
-            "images": [r["image"]],
-            "prompt": rewriter_prompt(r["prompt"]),
-            "completion": [{"role": "assistant", "content": [{"type": "text", "text": r["completion"]}]}],
-            "line": r["line"],
-        }
-        for r in records
-    ]
-    dataset = datasets.Dataset.from_list(rows)
-    return dataset.cast_column("images", datasets.Sequence(datasets.Image()))
+    rows = []
+    for record in records:
+        prompt, in_prompt = rewriter_prompt(record["prompt"], specials)
+        completion, in_completion = as_data(record["completion"], specials)
+        rows.append(
+            {
+                "images": [record["image"]],
+                "prompt": prompt,
+                "completion": [{"role": "assistant", "content": [{"type": "text", "text": completion}]}],
+                "line": record["line"],
+                "neutralised_prompt": in_prompt,
+                "neutralised_completion": in_completion,
+            }
+        )
+    return datasets.Dataset.from_list(rows)
 
 
 def _strip_nulls(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -140,28 +177,58 @@ def _strip_nulls(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def example_lengths(dataset: Any, processor: Any) -> list[int]:
-    """Each example's full token count, measured by TRL's own collator with no truncation."""
+class TrainingCollator:
+    """TRL's vision collator, fed each example as the local provider feeds the model at inference: its image
+    read by `core.messages.read_image` (not datasets' decoder, which keeps an alpha channel for the processor
+    to composite and applies EXIF rotation), its content parts without the empty keys Arrow adds."""
+
+    def __init__(self, collator: Any) -> None:
+        self.collator = collator
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        return self.collator([self.example(e) for e in examples])
+
+    @staticmethod
+    def example(row: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "images": [read_image(path) for path in row["images"]],
+            "prompt": _strip_nulls(row["prompt"]),
+            "completion": _strip_nulls(row["completion"]),
+        }
+
+
+def training_collator(processor: Any) -> TrainingCollator:
+    """The training collator with no truncation (`train` wraps SFTTrainer's own collator the same way)."""
     from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
-    measure = DataCollatorForVisionLanguageModeling(processor, max_length=None, completion_only_loss=True)
-    lengths = []
+    return TrainingCollator(
+        DataCollatorForVisionLanguageModeling(processor, max_length=None, completion_only_loss=True)
+    )
+
+
+def example_lengths(dataset: Any, processor: Any, source: str = "training data") -> list[int]:
+    """Each example's full token count, measured by the training collator with no truncation; an example it
+    cannot build is named by line (every one of them, in one error)."""
+    measure = training_collator(processor)
+    lengths, problems = [], []
     for row in dataset:
-        row = {k: row[k] for k in ("images", "prompt", "completion")}
-        row["prompt"], row["completion"] = _strip_nulls(row["prompt"]), _strip_nulls(row["completion"])
-        lengths.append(int(measure([row])["input_ids"].shape[1]))
+        try:
+            lengths.append(int(measure([row])["input_ids"].shape[1]))
+        except Exception as ex:  # the processor and image decoders raise many types
+            problems.append(f"{source}:{row['line']}: {type(ex).__name__}: {str(ex)[:300]}")
+    if problems:
+        shown = "\n".join(problems[:20]) + (f"\n... and {len(problems) - 20} more" if len(problems) > 20 else "")
+        raise TrainingDataError(f"{len(problems)} example(s) the training collator cannot build:\n{shown}")
     return lengths
 
 
-def check_lengths(
-    dataset: Any, records: list[dict[str, Any]], processor: Any, max_length: int | None, skip: bool, source: str
-) -> Any:
-    """Name every example longer than `max_length` before training: an error, or (with `skip`) a warning
-    and the example dropped."""
+def check_examples(dataset: Any, processor: Any, max_length: int | None, skip: bool, source: str) -> Any:
+    """Build every example once with the training collator before training: one that cannot be built is an
+    error naming its line; one longer than `max_length` is an error, or (with `skip`) a warning and dropped."""
+    lengths = example_lengths(dataset, processor, source)
     if max_length is None:
         return dataset
-    lengths = example_lengths(dataset, processor)
-    over = [(r["line"], n) for r, n in zip(records, lengths, strict=True) if n > max_length]
+    over = [(line, n) for line, n in zip(dataset["line"], lengths, strict=True) if n > max_length]
     if not over:
         return dataset
     listed = ", ".join(f"line {line} ({n} tokens)" for line, n in over[:20]) + (" ..." if len(over) > 20 else "")
@@ -173,6 +240,29 @@ def check_lengths(
     if not keep:
         raise TrainingDataError(f"{source}: every example is longer than max_length {max_length}")
     return dataset.select(keep)
+
+
+def data_report(records: list[dict[str, Any]], dataset: Any, specials: tuple[str, ...], source: str) -> dict:
+    """What training made of the data: examples trained on, dropped by reason (with their lines), and the
+    special-token strings neutralised in prompts and completions (examples touched, strings broken)."""
+    kept = set(dataset["line"])
+    overlong = [r["line"] for r in records if r["line"] not in kept]
+
+    def neutralised(column: str) -> dict[str, Any]:
+        counts = [(line, n) for line, n in zip(dataset["line"], dataset[column], strict=True) if n]
+        return {"examples": len(counts), "strings": sum(n for _, n in counts), "lines": [line for line, _ in counts]}
+
+    return {
+        "data": source,
+        "records": len(records),
+        "trained": len(dataset),
+        "dropped": {"overlong": {"examples": len(overlong), "lines": overlong}} if overlong else {},
+        "special_strings": list(specials),
+        "neutralised": {
+            "prompt": neutralised("neutralised_prompt"),
+            "completion": neutralised("neutralised_completion"),
+        },
+    }
 
 
 def _readable_checkpoint(folder: Path) -> str | None:
@@ -234,10 +324,19 @@ def train(data_args: RewriterDataArguments, sft_args: Any, model_args: Any) -> P
     records = load_records(data_args.data)  # fails on a bad line before anything heavy is loaded
     set_seed(sft_args.seed)
     processor = AutoProcessor.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
-    dataset = sft_dataset(records)
-    dataset = check_lengths(
-        dataset, records, processor, sft_args.max_length, data_args.skip_overlong, str(data_args.data)
-    )
+    specials = special_strings(processor)
+    dataset = sft_dataset(records, specials)
+    source = str(data_file(data_args.data))
+    dataset = check_examples(dataset, processor, sft_args.max_length, data_args.skip_overlong, source)
+    report = data_report(records, dataset, specials, source)
+    if report["neutralised"]["completion"]["examples"]:
+        logger.warning(
+            "%s: special-token strings in %d completion(s) trained as plain text, as the rewriter writes them at "
+            "inference (lines in %s)",
+            source,
+            report["neutralised"]["completion"]["examples"],
+            DATA_REPORT,
+        )
     dtype = model_args.dtype if model_args.dtype not in (None, "auto") else None
     if dtype is None:
         dtype = torch.bfloat16 if sft_args.bf16 and torch.cuda.is_available() else torch.float32
@@ -255,11 +354,15 @@ def train(data_args: RewriterDataArguments, sft_args: Any, model_args: Any) -> P
     trainer = SFTTrainer(
         model=model,
         args=sft_args,
-        train_dataset=dataset.remove_columns(["line"]),
+        train_dataset=dataset.remove_columns(list(BOOKKEEPING_COLUMNS)),
         processing_class=processor,
         peft_config=peft_config,
     )
+    trainer.data_collator = TrainingCollator(trainer.data_collator)  # TRL's collator, built with all its settings
     output_dir = Path(sft_args.output_dir)
+    if trainer.is_world_process_zero():
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / DATA_REPORT).write_text(json.dumps(report, indent=1), encoding="utf-8")
     resume = resume_checkpoint(output_dir) if data_args.resume else None
     if data_args.resume and resume is None:
         logger.warning("--resume: no readable checkpoint in %s; starting from the base model", output_dir)

@@ -3,8 +3,15 @@
 Each adapter lists a source's candidates cheaply (text fields only) and resolves an image only for
 the candidates a recipe draws (`Candidate.materialize`), so a 93K-row SPA-VL copy costs one pass over
 its text columns. A bad record becomes a candidate holding a located `DataError`: it fails as its own
-sample and never stops the rest. Sample ids carry the source and the record's position, so they are
-unique by construction even where a source repeats an id (VLGuard's train.json repeats `Ads_303871`).
+sample and never stops the rest. Sample ids carry the source and the record's position (and, for
+VLGuard, the instruction's position in the record), so they are unique by construction even where a
+source repeats an id (VLGuard's train.json repeats `Ads_303871`).
+
+Held-out test data: VLGuard's train.json and test.json share 8 records (same id and image, e.g.
+`Ads_295003`, `HOD_img_hod_004405`, `harm-p_2833`). When the train.json's folder also holds the
+test.json, every training record whose id or image is in it is excluded, listed in the source's
+`excluded` under `held_out_test_overlap` (counted in the manifest). SIUO and MM-SafetyBench share no
+ids or image names with these sources, so their content is not checked against the training data.
 
 Published formats (fields, counts, licences: see the README's "Training the rewriter"):
 - VLGuard `train.json` (ys-zong/VLGuard): `id, image, safe, instr-resp[{instruction|safe_instruction|
@@ -66,6 +73,7 @@ class SourceLoad:
     location: str
     candidates: list[Candidate]
     id_collisions: dict[str, list[str]] = field(default_factory=dict)  # repeated source id -> record labels
+    excluded: dict[str, list[str]] = field(default_factory=dict)  # reason -> labels of the records left out
 
 
 def _fields(prompt: str, safe: str | None, unsafe: str | None, ref: RecordRef, **extra: Any) -> dict[str, Any]:
@@ -93,13 +101,31 @@ def _text(row: dict[str, Any], key: str, ref: RecordRef) -> str:
 # ---------------------------------------------------------------- VLGuard train.json
 
 
-def vlguard_train(path: Path, images: Path) -> SourceLoad:
+HELD_OUT_TEST_OVERLAP = "held_out_test_overlap"
+
+
+def vlguard_test_keys(path: Path) -> tuple[set[str], set[str]]:
+    """The ids and image paths of VLGuard's test.json (records that are not objects hold neither)."""
+    rows = read_json(path)
+    if not isinstance(rows, list):
+        raise DataError(path, "-", None, "expected a JSON list of records (VLGuard's test.json)")
+    records = [row for row in rows if isinstance(row, dict)]
+    ids = {row["id"] for row in records if isinstance(row.get("id"), str)}
+    images = {row["image"] for row in records if isinstance(row.get("image"), str)}
+    return ids, images
+
+
+def vlguard_train(path: Path, images: Path, held_out: Path | None = None) -> SourceLoad:
     """VLGuard train.json: unsafe-image instructions and safe images' unsafe instructions are safety
     examples (the response is the safe reference; the unsafe one comes from the `responder` role);
-    safe instructions on safe images are helpfulness examples. Ids are `vlguard/<index>/<id>/<key>`."""
+    safe instructions on safe images are helpfulness examples. Ids are `vlguard/<index>/<id>/<position>/<key>`
+    (`position`: the instruction's place in `instr-resp`). A record whose id or image is in the `held_out`
+    test.json is excluded (`held_out_test_overlap`)."""
     rows = read_json(path)
     if not isinstance(rows, list):
         raise DataError(path, "-", None, "expected a JSON list of records")
+    test_ids, test_images = vlguard_test_keys(held_out) if held_out is not None else (set(), set())
+    excluded: dict[str, list[str]] = {}
     seen: dict[str, list[str]] = {}
     for index, row in enumerate(rows):
         if isinstance(row, dict) and isinstance(row.get("id"), str):
@@ -114,6 +140,9 @@ def vlguard_train(path: Path, images: Path) -> SourceLoad:
             require_fields(row, {"id": str, "image": str, "safe": bool, "instr-resp": list}, ref)
         except DataError as error:
             candidates.append(_broken(base, "vlguard", error))
+            continue
+        if row["id"] in test_ids or row["image"] in test_images:
+            excluded.setdefault(HELD_OUT_TEST_OVERLAP, []).append(ref.label)
             continue
 
         def image(relative: str = row["image"], ref: RecordRef = ref) -> Path:
@@ -131,7 +160,7 @@ def vlguard_train(path: Path, images: Path) -> SourceLoad:
                 candidates.append(_broken(f"{base}/{position}", "vlguard", error))
                 continue
             for key in keys:
-                sample_id = f"{base}/{key}"
+                sample_id = f"{base}/{position}/{key}"
                 try:
                     prompt = _text(pair, key, ref)
                     response = pair.get("response")
@@ -150,7 +179,7 @@ def vlguard_train(path: Path, images: Path) -> SourceLoad:
                         image=image,
                     )
                 )
-    return SourceLoad("vlguard", str(path), candidates, collisions)
+    return SourceLoad("vlguard", str(path), candidates, collisions, excluded)
 
 
 # ---------------------------------------------------------------- generic preference JSONL
@@ -180,6 +209,7 @@ def preference_jsonl(path: Path) -> SourceLoad:
             except json.JSONDecodeError as ex:
                 raise DataError(path, f"line {number}", None, f"not valid JSON: {ex}") from None
             require_fields(row, {"image": str, "prompt": str, "chosen": str, "rejected": str}, ref)
+            _text(row, "prompt", ref)  # a blank prompt fails here, named, not at training
             kind = row.get("kind", "safety")
             if kind not in KINDS:
                 raise ref.error("kind", f"{kind!r} is not safety or helpfulness")
@@ -349,7 +379,8 @@ def load_source(spec: dict[str, Any]) -> SourceLoad:
         if not path or path == HUB:
             raise ValueError("source vlguard needs the path of a local train.json (the images are train.zip)")
         images = Path(spec.get("images") or Path(path).parent / "train")
-        return vlguard_train(Path(path), images)
+        test = Path(path).parent / "test.json"
+        return vlguard_train(Path(path), images, test if test.is_file() and test != Path(path) else None)
     if name == "preference":
         if not path:
             raise ValueError("source preference needs a path")

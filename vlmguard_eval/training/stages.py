@@ -45,7 +45,9 @@ BENIGN_HINDSIGHT = "The request is benign: a direct, helpful answer carries no r
 
 _PLACEHOLDER = re.compile(r"\{[a-z_]+\}")
 _FENCE = re.compile(r"\[(?:END )?[A-Z][A-Z ]+\]")
-_MIN_PHRASE_WORDS = 5
+# a shorter piece is ordinary prose a good reply may use: the optimize template's own "rather than a blanket
+# refusal" (5 words, the tail of a sentence split at its parenthesis) is what a refined prompt should do
+_MIN_PHRASE_WORDS = 6
 
 
 def _normal(text: str) -> str:
@@ -54,7 +56,7 @@ def _normal(text: str) -> str:
 
 @cache
 def instruction_phrases(template: str) -> tuple[frozenset[str], frozenset[str]]:
-    """A template's own sentences (5+ words, normalised) and its fences/placeholders: what a reply
+    """A template's own sentences (6+ words, normalised) and its fences/placeholders: what a reply
     that copies our instructions back contains."""
     text = load_prompt(template, SYNTH_TEMPLATE_VERSION)
     markers = frozenset(_FENCE.findall(text) + _PLACEHOLDER.findall(text))
