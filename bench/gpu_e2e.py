@@ -145,7 +145,7 @@ def main() -> None:
     sampler = GpuSampler(on_gpu)
 
     def batch_counts() -> dict[str, int]:
-        return {role: model.api.vlm.batcher.stats.batches for role, model in models.items()}
+        return {role: model.api.batcher.stats.batches for role, model in models.items()}
 
     sampler.report_every(30, batch_counts)
 

@@ -171,7 +171,7 @@ def test_roles_on_one_checkpoint_share_its_weights_each_with_its_batch_settings(
     message = refused.value.message
     assert "already loaded in this process with cache_share=0.3, generation_config=checkpoint" in message
     assert "this role asks for cache_share=0.1, generation_config=plain" in message
-    assert "the same -M cache_share, generation_config (or leave them unset)" in message
+    assert "the same -M cache_share, generation_config values (unset means cache_share=0.3" in message
 
 
 def test_settings_it_cannot_honour_are_refused_and_outputs_are_timed(tiny_vlm: Path) -> None:

@@ -15,8 +15,6 @@ from typing import Any, Literal
 
 from inspect_ai.model import ChatMessage
 
-from vlmguard_eval.models.local_vlm import sampling_rng
-
 SentenceEnd = Literal["eos", "period", "cap"]
 
 
@@ -68,9 +66,8 @@ class SentenceSampler:
             for name, tensor in self.inputs.items()
             if name not in ("input_ids", "attention_mask")
         }
-        # the model to itself (no batch of the target's meanwhile), and torch's generators too: unseeded, but no
-        # seeded hfvlm call may share their stream
-        with self.vlm.run_lock, torch.inference_mode(), sampling_rng(device):
+        # the model to itself (no batch of the target's meanwhile); unseeded, so torch's generators as they are
+        with self.vlm.run_lock, torch.inference_mode():
             output = self.vlm.model.generate(
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),

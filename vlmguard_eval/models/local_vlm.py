@@ -12,8 +12,9 @@ generation_config than the loaded weights have are refused (load_vlm).
 Seeds: torch samples every row of a `generate` call from one random stream, so a seeded sampled request runs
 in a `generate` call of its own, seeded with its seed: its output is the same alone or among other requests,
 and the same in every run (and every epoch). Seeded sampling therefore gets no batching. Greedy requests
-ignore the seed; unseeded sampled requests are batched. Sampling holds torch's process-wide generators alone
-(sampling_rng), and a seeded call puts them back as they were.
+ignore the seed; unseeded sampled requests are batched. A seeded call holds its device's generators alone and
+puts them back as they were (sampling_rng); unseeded sampling never waits for it, so it stays concurrent across
+models (an unseeded call sampling on the same device at that very moment could draw from the seeded stream).
 
 The checkpoint's generation_config.json (top_k, top_p, repetition_penalty, ...) applies to every setting a
 request leaves unset, as in transformers and Inspect's own `hf/` provider; each output's metadata names the
@@ -317,8 +318,9 @@ class LoadedVLM:
             wanted = ", ".join(f"{key}={asked[key]}" for key in differ)
             raise PrerequisiteError(
                 f"hfvlm/{name} is already loaded in this process with {loaded}; this role asks for {wanted}. Roles "
-                "naming one checkpoint share one copy of its weights: give each of them the same -M "
-                f"{', '.join(self.shared_settings)} (or leave them unset); batch_size and batch_wait_ms may differ"
+                "naming one checkpoint share one copy of its weights: give every one of them the same -M "
+                f"{', '.join(self.shared_settings)} values (unset means cache_share=0.3, "
+                "generation_config=checkpoint); batch_size and batch_wait_ms may differ"
             )
 
     def applied_checkpoint_settings(self, key: GenKey) -> dict[str, Any]:
@@ -538,23 +540,26 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-# torch's default random generators serve the whole process; sampling holds them alone (sampling_rng)
-_RNG_LOCK = threading.Lock()
+# torch's default random generators serve the whole process, one per device: a seeded call holds its device's
+_RNG_LOCKS: dict[str, threading.Lock] = {}
+_RNG_LOCKS_GUARD = threading.Lock()
 
 
 @contextmanager
 def sampling_rng(device: str, seed: int | None = None) -> Iterator[None]:
-    """Hold torch's process-wide random generators for one sampled `generate` call. Every sampled call of this
-    provider (and ETA's SentenceSampler) takes them through here, so no other sampling draws from a seeded
-    call's stream. With a seed, the CPU generator and the model's GPU's are seeded, and put back as they were
-    afterwards (torch.random.fork_rng), so other code's random streams go on undisturbed. Held on the thread
-    that runs the GPU work (the device thread for `graphs`), never around a wait for another thread."""
+    """Seed torch's generators for one seeded sampled `generate` call (the CPU generator and the model's GPU's),
+    held for that device alone and put back as they were afterwards (torch.random.fork_rng), so other code's
+    random streams go on undisturbed. Unseeded (seed None): nothing to hold, so sampling without a seed never
+    waits, on any device. Taken on the thread that runs the GPU work (the device thread for `graphs`), never
+    around a wait for another thread."""
     import torch
 
-    with _RNG_LOCK:
-        if seed is None:
-            yield
-            return
+    if seed is None:
+        yield
+        return
+    with _RNG_LOCKS_GUARD:
+        lock = _RNG_LOCKS.setdefault(device, threading.Lock())
+    with lock:
         gpus = []
         if device.startswith("cuda"):
             index = torch.device(device).index
