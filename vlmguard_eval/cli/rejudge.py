@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inspect_ai.log import EvalLog, list_eval_logs, read_eval_log, write_eval_log
+from inspect_ai.log import EvalLog, read_eval_log, write_eval_log
 from inspect_ai.model import ChatMessage, GenerateConfig, Model, ModelConfig, get_model
 
 from vlmguard_eval.cli.errors import UsageError
@@ -114,12 +114,10 @@ def rejudge(
 ) -> list[Rejudged]:
     """Every log of `log_dir` scored again by `grader` (a model name, optionally served at `base_url`); a log dir
     that is missing or holds no logs is a FileNotFoundError, as `report` has it."""
+    from vlmguard_eval.report.runs import logs_in
+
     log_dir = Path(log_dir)
-    if not log_dir.is_dir():
-        raise FileNotFoundError(f"log dir {log_dir} does not exist")
-    logs = list_eval_logs(str(log_dir))
-    if not logs:
-        raise FileNotFoundError(f"log dir {log_dir} holds no Inspect logs")
+    logs = logs_in(log_dir)
     out = Path(out_dir) if out_dir else default_out(log_dir, grader)
     if out.resolve().is_relative_to(log_dir.resolve()):
         raise UsageError(f"--out {out} lies inside {log_dir}: choose a folder outside the log dir")

@@ -375,15 +375,25 @@ def latest_runs(runs: list[Run]) -> tuple[list[Run], dict[str, str]]:
     return kept, not_used
 
 
-def log_names(log_dirs: list[Path]) -> dict[str, str]:
-    """Every log of the dirs (full location -> the name the report gives it): its path within its dir,
+def logs_in(log_dir: str | Path) -> list[Any]:
+    """The Inspect logs of a log dir (`EvalLogInfo`s); a missing dir, or one without logs, is an error."""
+    if not Path(log_dir).is_dir():
+        raise FileNotFoundError(f"log dir {log_dir} does not exist")
+    logs = list_eval_logs(str(log_dir))
+    if not logs:
+        raise FileNotFoundError(f"log dir {log_dir} holds no Inspect logs")
+    return logs
+
+
+def log_names(listed: dict[Path, list[Any]]) -> dict[str, str]:
+    """Every log of the listed dirs (full location -> the name the report gives it): its path within its dir,
     after the dir's name when several dirs are read (`rejudge` writes the same file names as its source)."""
     names: dict[str, str] = {}
-    folder_names = [d.name for d in log_dirs]
-    for log_dir in log_dirs:
+    folder_names = [d.name for d in listed]
+    for log_dir, logs in listed.items():
         prefix = (log_dir.name if folder_names.count(log_dir.name) == 1 else str(log_dir)) + "/"
-        for info in list_eval_logs(str(log_dir)):
-            names[info.name] = (prefix if len(log_dirs) > 1 else "") + _within(info.name, log_dir)
+        for info in logs:
+            names[info.name] = (prefix if len(listed) > 1 else "") + _within(info.name, log_dir)
     return names
 
 
@@ -404,13 +414,8 @@ def load_report_runs(log_dir: str | Path | list[Path]) -> tuple[list[Run], dict[
     worker processes (forked: nothing is re-imported) where the platform allows it.
     """
     given = log_dir if isinstance(log_dir, list) else [log_dir]
-    for each in given:
-        if not Path(each).is_dir():
-            raise FileNotFoundError(f"log dir {each} does not exist")
-        if not list_eval_logs(str(each)):
-            raise FileNotFoundError(f"log dir {each} holds no Inspect logs")
-    log_dirs = list(dict.fromkeys(Path(d).resolve() for d in given))
-    named = list(log_names(log_dirs).items())
+    listed = {Path(d).resolve(): logs_in(d) for d in given}  # each dir once, checked as given
+    named = list(log_names(listed).items())
     workers = min(len(named), os.cpu_count() or 1)
     if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
