@@ -25,6 +25,26 @@ from vlmguard_eval.defense.registry import defense
 from vlmguard_eval.defense.steps import fill_prompt, replace_user_text, set_system_message
 
 QUERY_FIELD = "{query}"
+# Self-Reminder's own templates mark the query with a bare `{}` and are filled by `defense_template.format(message)`
+# (yjw1029/Self-Reminder `src/pia_defense.py:25-29`, templates `:87-95`)
+POSITIONAL_FIELD = "{}"
+
+
+def query_slot(text: str, prompt_file: str) -> str:
+    """Where a self_reminder template takes the query: `{query}` (ours) or one bare `{}` (the published form).
+
+    The published code fills its template with `str.format`, which has one positional slot; here only that
+    slot is replaced, so other braced text stays as written. Anything else is ambiguous and stops the run."""
+    named, positional = text.count(QUERY_FIELD), text.count(POSITIONAL_FIELD)
+    if named and not positional:
+        return QUERY_FIELD
+    if positional == 1 and not named:
+        return POSITIONAL_FIELD
+    raise ValueError(
+        f"self_reminder prompt_file {prompt_file!r} must mark where the query goes with {QUERY_FIELD} or with "
+        f"exactly one {POSITIONAL_FIELD} (Self-Reminder's form); found {named} {QUERY_FIELD} and "
+        f"{positional} {POSITIONAL_FIELD}"
+    )
 
 
 class DefensePrompt:
@@ -60,18 +80,18 @@ class DefensePrompt:
     colour="tab:green",
 )
 def self_reminder(version: str = "", prompt_file: str = "", multimodal: bool = False) -> Solver:
-    """Ours: a system message plus a reminder after the query. A `prompt_file` is a template wrapping
-    the query at `{query}`, as Self-Reminder's templates do (`src/pia_defense.py:88`), in the user turn."""
+    """Ours: a system message plus a reminder after the query. A `prompt_file` is a template wrapping the
+    query, in the user turn, as Self-Reminder's are (`src/pia_defense.py:87-95`): its published `{}` slot
+    or our `{query}` (`query_slot`), so a published template runs unedited."""
     name, default = ("self_reminder_system_multimodal", "v1") if multimodal else ("self_reminder_system", "v2")
     system = DefensePrompt(prompt_file, name, version or default)
-    if system.from_file and QUERY_FIELD not in system.text:
-        raise ValueError(f"self_reminder prompt_file {prompt_file!r} must mark where the query goes with {QUERY_FIELD}")
+    slot = query_slot(system.text, prompt_file) if system.from_file else QUERY_FIELD
     suffix = fill_prompt("self_reminder_suffix", "v1")
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
         system.record(state)
         if system.from_file:
-            replace_user_text(state, system.text.replace(QUERY_FIELD, state.user_prompt.text))
+            replace_user_text(state, system.text.replace(slot, state.user_prompt.text))
         else:
             set_system_message(state, system.text)
             replace_user_text(state, state.user_prompt.text + suffix)

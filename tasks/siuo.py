@@ -28,7 +28,7 @@ from vlmguard_eval.data.siuo import load_siuo
 from vlmguard_eval.judging.prompts import prompt_files
 
 # bumped whenever a change can move this task's numbers (data, prompts, scoring, settings)
-TASK_VERSION = 3
+TASK_VERSION = 4
 
 GENERATION = {
     "gen": GenerateConfig(temperature=1.0, max_tokens=500),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from inspect_ai import eval as inspect_eval
+from inspect_ai.event import ModelEvent
 from inspect_ai.model import get_model
 
 from solvers import eta
@@ -188,6 +189,36 @@ def test_decoding_continues_past_capped_sentences_until_the_token_budget(
     record = run_eta(demo_dir, tiny_vlm, tmp_path, solver).samples[0].metadata["eta"]
     assert [r["ends"] for r in record["rounds"]] == [["cap", "cap"]] * 3
     assert record["guided_tokens"] == 3 * per_sentence >= budget
+
+
+@pytest.mark.parametrize("cli_bound", [None, 20])
+def test_both_answers_keep_the_runs_token_bound(
+    demo_dir, tiny_vlm, side_models, tmp_path, script_eta, cli_bound: int | None
+) -> None:
+    """ETA's `max_new_tokens` is the evaluation's setting (eta_safetybench.py:157, one value for the first and the
+    guided answer): the task's bound (SIUO MCQA: 5) holds, `--max-tokens` replaces it; greedy stays ETA's own."""
+    capped = [(" aa bb cc dd", "cap"), (" ee ff gg hh", "cap")]
+    # rounds enough for ETA's 1,024 tokens, so a run that ignored the bound would finish and fail below
+    script = script_eta([capped] * 1024, {"dd": 0.2, "hh": 0.1}, {"aa bb cc dd": 0.0, "ee ff gg hh": 0.0})
+    per_sentence = len(script.rounds[0][0].ids)
+    assert per_sentence < 20  # so --max-tokens 20 needs more than one sentence
+    solver = eta(reward_model=side_models["armorm"], clip_model=side_models["clip"], n_candidates=2)
+    (log,) = inspect_eval(
+        siuo(format="mcqa", data_dir=str(demo_dir)),
+        solver=solver,
+        model=get_model(f"hfvlm/{tiny_vlm}"),
+        limit=1,
+        log_dir=str(tmp_path),
+        display="none",
+        **({"max_tokens": cli_bound} if cli_bound else {}),
+    )
+    assert log.status == "success", log.error
+    bound = cli_bound or 5
+    sample = log.samples[0]
+    first = next(e for e in sample.events if isinstance(e, ModelEvent) and e.role is None)
+    assert (first.config.temperature, first.config.max_tokens) == (0.0, bound)
+    # guided decoding stops at the first sentence that reaches the same budget
+    assert sample.metadata["eta"]["guided_tokens"] == -(-bound // per_sentence) * per_sentence
 
 
 def test_a_post_check_pass_keeps_the_answer(demo_dir, tiny_vlm, side_models, tmp_path, monkeypatch) -> None:

@@ -182,6 +182,9 @@ def test_rewriter_format_round_trips() -> None:
         ("<refined_prompt>a</refined_prompt><refined_prompt>b</refined_prompt>", "malformed"),
         ("<refined_prompt>unterminated", "malformed"),
         ("<refined_prompt>   </refined_prompt>", "empty"),
+        ("<refined_prompt> \u200b\ufeff </refined_prompt>", "empty"),  # format characters only
+        ("<refined_prompt>\x00\x00</refined_prompt>", "empty"),  # control characters (Cc) show nothing either
+        ("<refined_prompt>\x1b\x7f \x08</refined_prompt>", "empty"),
         ("<refined_prompt>" + "x" * (MAX_REFINED_PROMPT_CHARS + 1) + "</refined_prompt>", "overlong"),
     ],
 )

@@ -32,7 +32,8 @@ MEASURES: dict[str, Measure] = {
     "effective": Measure("effective %", 100, True, axis="helpfulness"),
     "safe_effective": Measure("safe&effective %", 100, True),
     "refused": Measure("refused % (keywords)", 100),
-    # judged=True: a reply with no readable letter is unparsed (None) and counted, as a judge's would be
+    # judged=True: a reply with no readable letter scores 0 (the official denominator counts every item); an
+    # item whose epochs tie (an even --epochs) is undecided (None) and counted
     "mcqa_correct": Measure("MCQA accuracy %", 100, True, axis="helpfulness"),
     "mcqa_no_letter": Measure("MCQA no letter %", 100),
     # pooled over every scenario and image type the run has (named in the benchmark's column); the

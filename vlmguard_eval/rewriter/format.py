@@ -7,7 +7,7 @@ public; ours are versioned data (`prompts/rewriter.<version>.txt`). Training tar
 
 The parser accepts exactly one well-formed reply: at most one `<analysis>` block, then exactly one
 `<refined_prompt>` block, neither nested nor repeated nor holding the other's tags. Anything else is
-a counted failure (`malformed`; `empty` for content that is blank or only invisible characters;
+a counted failure (`malformed`; `empty` for content that is blank or only invisible or control characters;
 `overlong` beyond MAX_REFINED_PROMPT_CHARS), and the defense takes its documented fallback.
 """
 
@@ -48,8 +48,9 @@ class ParseResult:
 
 
 def visible(text: str) -> str:
-    """The text without whitespace and invisible format characters (zero-width space, joiners, BOM)."""
-    return "".join(c for c in text if not c.isspace() and unicodedata.category(c) != "Cf")
+    """The text without what shows nothing: whitespace, format characters (zero-width space, joiners, BOM) and
+    control characters (NUL, ESC, DEL: `<refined_prompt>\x00</refined_prompt>` gives the target no prompt)."""
+    return "".join(c for c in text if not c.isspace() and unicodedata.category(c) not in ("Cc", "Cf"))
 
 
 def _blocks(text: str) -> tuple[dict[str, str], str]:
