@@ -13,7 +13,7 @@ import torch
 from inspect_ai.model import ChatMessageUser, ContentImage, ContentText, GenerateConfig, get_model
 
 from tests.helpers import png_bytes
-from vlmguard_eval.models.local_vlm import CACHE_LENGTH_STEP, load_vlm, padded_rows
+from vlmguard_eval.models.local_vlm import CACHE_LENGTH_STEP, Request, gen_key, load_vlm, padded_rows
 from vlmguard_eval.models.tiny import build_shaped_vlm
 
 IMAGE_URI = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
@@ -29,10 +29,11 @@ def messages(text: str, image: bool) -> list[ChatMessageUser]:
     return [ChatMessageUser(content=[*parts, ContentText(text=text)])]
 
 
-def plain_generate(path: Path, max_new_tokens: int) -> list[str]:
-    """Each prompt alone through transformers' own `generate` (dynamic cache): the reference."""
+def plain_ids(path: Path, max_new_tokens: int) -> list[list[int]]:
+    """Each prompt alone through transformers' own `generate` (dynamic cache), its new ids up to EOS: the
+    reference."""
     vlm = load_vlm(str(path))
-    texts = []
+    rows = []
     for text, image in PROMPTS:
         prompt, images = vlm.render(messages(text, image))
         inputs = vlm.processor(text=[prompt], images=images or None, return_tensors="pt")
@@ -43,8 +44,14 @@ def plain_generate(path: Path, max_new_tokens: int) -> list[str]:
         new = out[0, inputs["input_ids"].shape[1] :].tolist()
         if vlm.tokenizer.eos_token_id in new:
             new = new[: new.index(vlm.tokenizer.eos_token_id)]
-        texts.append(vlm.tokenizer.decode(new, skip_special_tokens=True))
-    return texts
+        rows.append(new)
+    return rows
+
+
+def plain_generate(path: Path, max_new_tokens: int) -> list[str]:
+    """The reference's texts."""
+    tokenizer = load_vlm(str(path)).tokenizer
+    return [tokenizer.decode(ids, skip_special_tokens=True) for ids in plain_ids(path, max_new_tokens)]
 
 
 def test_static_cache_gives_plain_generate_greedy_outputs_and_reuses_its_cache(tiny_vlm: Path) -> None:
@@ -96,6 +103,39 @@ def test_cache_budget_drops_the_least_recently_used_shape(tiny_vlm: Path) -> Non
     finally:
         vlm._static_caches.clear()
         vlm.cache_budget = None
+
+
+def test_static_caches_made_are_counted_and_reuses_are_not(tiny_vlm: Path) -> None:
+    """A benchmark reads the count around each timed pass: a cache made inside one is in its time."""
+    vlm = load_vlm(str(tiny_vlm), decode="static")
+    vlm._static_caches.clear()
+    vlm.cache_budget = vlm._cache_bytes(2, CACHE_LENGTH_STEP)  # one 2-row cache, or two 1-row ones
+    made = vlm.cache_creations
+    try:
+        with torch.inference_mode():
+            for rows in (1, 1, 2, 2):
+                vlm._static_cache(rows, 10)
+            assert vlm.cache_creations - made == 2  # the 1-row cache, reused once; the 2-row, reused once
+            vlm._static_cache(1, 10)  # dropped for the 2-row cache: made again
+            assert vlm.cache_creations - made == 3
+    finally:
+        vlm._static_caches.clear()
+        vlm.cache_budget = None
+
+
+@pytest.mark.parametrize("decode", ["dynamic", "static"])
+def test_batched_results_carry_plain_generates_token_ids(tiny_vlm: Path, decode: str) -> None:
+    """Greedy equality is checked on ids: a text hides ids its tokenizer cannot spell (bench/local_batching.py)."""
+    vlm = load_vlm(str(tiny_vlm), decode=decode)
+    key = gen_key(GenerateConfig(max_tokens=12, temperature=0.0))
+    requests = [Request(*vlm.render(messages(text, image)), key) for text, image in PROMPTS]
+
+    async def batched():
+        return await asyncio.gather(*(vlm.batcher.submit(request) for request in requests))
+
+    results = asyncio.run(batched())
+    assert [r.token_ids for r in results] == plain_ids(tiny_vlm, 12)
+    assert [r.output_tokens for r in results] == [len(r.token_ids) for r in results]
 
 
 def test_padded_rows_are_powers_of_two() -> None:

@@ -7,7 +7,9 @@ and batches concurrent requests into one `generate` call (`-M batch_size=16 -M b
 Runs on CUDA when present, else CPU. Weights are loaded once per process and shared by every role that names
 the same checkpoint; roles asking for the same batch_size and batch_wait_ms share a batcher, others get their
 own over the same weights (one batch at a time runs on them), and roles asking for another cache_share or
-generation_config than the loaded weights have are refused (load_vlm).
+generation_config than the loaded weights have are refused (load_vlm). Each batcher is its own Inspect connection
+pool of two batches (max_connections), on Inspect's static path unless the user sets max_connections or
+adaptive_connections: adaptive concurrency learns a remote API's rate limit, and a local model has none.
 
 Seeds: torch samples every row of a `generate` call from one random stream, so a seeded sampled request runs
 in a `generate` call of its own, seeded with its seed: its output is the same alone or among other requests,
@@ -125,6 +127,9 @@ class Result:
     output_tokens: int
     hit_limit: bool  # ended at max_new_tokens (not at EOS or a stop string)
     time: float = 0.0  # seconds the `generate` call that produced it took (with the processor and decoding)
+    # the new token ids up to the first stop token: what greedy-equality checks compare (a text hides ids the
+    # tokenizer cannot spell, and different ids can spell one text)
+    token_ids: list[int] = dataclasses.field(default_factory=list)
 
 
 def as_data(text: str, specials: tuple[str, ...]) -> tuple[str, int]:
@@ -217,6 +222,13 @@ def padded_rows(rows: int) -> int:
     return 1 << (rows - 1).bit_length()
 
 
+def load_key(
+    path: str, revision: str | None, device: str, dtype: str, trust_remote_code: bool, decode: str
+) -> tuple[Any, ...]:
+    """What names one load of a checkpoint in this process (`device` already resolved, `dtype` may be auto)."""
+    return (path, revision, device, str(_resolve_dtype(dtype, device)), trust_remote_code, decode)
+
+
 def _resolve_dtype(dtype: str, device: str) -> Any:
     import torch
 
@@ -255,7 +267,11 @@ class LoadedVLM:
         self.shared_settings: dict[str, Any] = dict(cache_share=cache_share, generation_config=generation_config)
         self.device = _resolve_device(device)
         self.decode = _check_decode(decode, self.device)
+        self.load_key = load_key(path, revision, self.device, dtype, trust_remote_code, decode)
         self._static_caches: dict[int, tuple[int, Any]] = {}  # padded rows -> (length, StaticCache), reused
+        # static caches made so far: a benchmark reads it around each timed pass, since a cache made inside one
+        # (a new shape, or one dropped for the budget) puts its allocation and CUDA-graph recording in the time
+        self.cache_creations = 0
         self.torch_dtype = _resolve_dtype(dtype, self.device)
         self.processor = AutoProcessor.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
         self.model = (
@@ -339,6 +355,12 @@ class LoadedVLM:
         """Tokens the text model's positions cover, where its config says."""
         text = self.model.config.get_text_config(decoder=True)
         return getattr(text, "max_position_embeddings", None)
+
+    @property
+    def stop_ids(self) -> set[int]:
+        """Token ids that end a row: a row's output is its new tokens before the first of them."""
+        found = {self.tokenizer.pad_token_id, self.tokenizer.eos_token_id}
+        return {*found, *_as_list(self.model.generation_config.eos_token_id)} - {None}
 
     @property
     def image_token(self) -> str | None:
@@ -453,6 +475,7 @@ class LoadedVLM:
             self._static_caches.pop(next(iter(self._static_caches)))
         cache = StaticCache(config=self.model.config.get_text_config(decoder=True), max_cache_len=size)
         self._static_caches[rows] = (size, cache)
+        self.cache_creations += 1
         return cache
 
     def _generate(self, requests: list[Request], key: GenKey) -> list[Result]:
@@ -496,11 +519,7 @@ class LoadedVLM:
                     ).cpu()
 
         output = self._device_runner.submit(on_device).result() if self._device_runner else on_device()
-        stops = {
-            self.tokenizer.pad_token_id,
-            self.tokenizer.eos_token_id,
-            *_as_list(self.model.generation_config.eos_token_id),
-        }
+        stops = self.stop_ids
         results = []
         for row, request in enumerate(requests[:real_rows]):
             new_tokens = output[row, prompt_length:].tolist()
@@ -519,6 +538,7 @@ class LoadedVLM:
                     output_tokens=length,
                     hit_limit=length >= key.max_new_tokens and not stopped,
                     time=time.monotonic() - started,
+                    token_ids=new_tokens[:length],
                 )
             )
         return results
@@ -604,7 +624,7 @@ def load_vlm(
     batch_size and batch_wait_ms set the first load's `batcher` (a role takes its own from batcher_for). `auto`
     is resolved first, so `device=auto` and the device it picks name one load."""
     device = _resolve_device(device)
-    key = (path, revision, device, str(_resolve_dtype(dtype, device)), trust_remote_code, decode)
+    key = load_key(path, revision, device, dtype, trust_remote_code, decode)
     weights = dict(cache_share=cache_share, generation_config=generation_config)
     with _LOAD_LOCK:
         if key not in _LOADED:
@@ -685,7 +705,7 @@ class TransformersVLM(ModelAPI):
         model_name: str,
         base_url: str | None = None,
         api_key: str | None = None,
-        config: GenerateConfig = GenerateConfig(),
+        config: GenerateConfig | None = None,
         model_path: str | None = None,
         revision: str | None = None,
         device: str = "auto",
@@ -699,6 +719,7 @@ class TransformersVLM(ModelAPI):
         generation_config: str = "checkpoint",
         **unknown: Any,
     ) -> None:
+        config = GenerateConfig() if config is None else config  # never a shared default: it is set below
         super().__init__(model_name=model_name, base_url=base_url, api_key=api_key, config=config)
         if unknown:
             raise ValueError(
@@ -722,15 +743,33 @@ class TransformersVLM(ModelAPI):
             str(generation_config),
         )
         # this role's own batch settings: a batcher of its own unless another role asked alike
-        self.batcher = self.vlm.batcher_for(int(batch_size), float(batch_wait_ms))
+        self.batch_settings = (int(batch_size), float(batch_wait_ms))
+        self.batcher = self.vlm.batcher_for(*self.batch_settings)
+        # Inspect's connection pools default to adaptive concurrency, made to learn a remote API's rate limit: it
+        # starts every pool at 20 requests in flight, whatever max_connections() says, and grows only after clean
+        # rounds, so a first burst of 32 ran as batches of 20 and 12. A local model has no rate limit to learn:
+        # unless the user set max_connections or adaptive_connections, take Inspect's static path, which holds
+        # max_connections() below (and makes it a local target's default max_samples). `config` is the very
+        # object get_model makes this model's Model.config, which is what Inspect reads for both (models named
+        # together in one `--model a,b` share that object, so they all take the static path).
+        if config.max_connections is None and config.adaptive_connections is None:
+            config.adaptive_connections = False
         # Inspect looks up each model event's name for a context window (its live session's usage chip); a name
         # it does not know, it resolves by building the provider anew with default args, which would load a
         # second copy of these weights. Registering the name answers the lookup from what is loaded.
         set_model_info(f"hfvlm/{model_name}", ModelInfo(context_length=self.vlm.context_length))
 
     def max_connections(self) -> int:
-        # enough concurrent requests in flight to fill a batch
-        return self.batcher.max_batch
+        """Two batches in flight: the next batch fills while one runs, so the model never waits for Inspect.
+        As a target's default max_samples it lets the samples of a defended run (rewriter, target, then judge,
+        each a model of its own) keep two full batches moving through the three models."""
+        return 2 * self.batcher.max_batch
+
+    def connection_key(self) -> str:
+        """One connection pool per batcher (checkpoint load, batch_size, batch_wait_ms): roles sharing a batcher
+        share its pool and every other hfvlm model has its own (Inspect's default key put all in one pool)."""
+        batch_size, batch_wait_ms = self.batch_settings
+        return "|".join(map(str, self.vlm.load_key)) + f"|batch_size={batch_size}|batch_wait_ms={batch_wait_ms:g}"
 
     async def generate(
         self, input: list[ChatMessage], tools: list[ToolInfo], tool_choice: ToolChoice, config: GenerateConfig
