@@ -11,13 +11,20 @@ default) or `error`; either way it is recorded, never a silent pass.
 
 Each guard call is greedy and bounded by GUARD_MAX_TOKENS; the role's own `temperature` and
 `max_tokens` (--model-role "guard={model: M, max_tokens: N}") replace either.
+
+The native output check ends its conversation with the assistant's answer. Inspect's `vllm` and `sglang`
+providers take a conversation ending with an assistant turn as one to continue (they send
+add_generation_prompt=False, continue_final_message=True unless the request's extra_body sets either), so
+a Llama Guard would go on writing the answer instead of classifying it. That check asks for a new turn
+explicitly (`new_turn_config`).
 """
 
-from inspect_ai.model import ChatMessage, get_model
+from inspect_ai.model import ChatMessage, GenerateConfig, Model, ModelName
 from inspect_ai.solver import Generate, Solver, TaskState
 
 from vlmguard_eval.core.messages import user_images, user_turn
 from vlmguard_eval.core.options import role_defaults
+from vlmguard_eval.core.roles import role_model
 from vlmguard_eval.defense.ledger import extra_call, record_fallback
 from vlmguard_eval.defense.registry import defense
 from vlmguard_eval.defense.steps import REFUSAL_TEXT, fill_prompt, final_answer
@@ -28,6 +35,10 @@ MODES = ("input", "output", "both")
 # under 10 tokens) and only the first line is read (`parse_guard`); 64 leaves an instructed general model
 # room for its category line without paying for an essay.
 GUARD_MAX_TOKENS = 64
+# the providers that continue a final assistant turn unless told otherwise (inspect_ai/model/_providers/vllm.py
+# and sglang.py, `generate`, 0.3.285); others render a new turn already (the local hfvlm provider always adds
+# the generation prompt), and a hosted API such as openai's may refuse request fields it does not know
+CONTINUING_PROVIDERS = ("vllm", "sglang")
 
 
 class GuardOutputError(RuntimeError):
@@ -38,6 +49,18 @@ def parse_guard(reply: str) -> str | None:
     """'safe' or 'unsafe' from the reply's first non-empty line; None for anything else."""
     lines = [line.strip().lower() for line in reply.splitlines() if line.strip()]
     return lines[0] if lines and lines[0] in ("safe", "unsafe") else None
+
+
+def new_turn_config(guard: Model, conversation: list[ChatMessage]) -> GenerateConfig:
+    """Settings that make a continuing provider answer a conversation ending with an assistant turn in a new
+    turn (the guard's verdict), keeping the role's own extra_body; as Inspect itself does, a role whose
+    extra_body already sets either key is left as the user set it."""
+    if not conversation or conversation[-1].role != "assistant" or ModelName(guard).api not in CONTINUING_PROVIDERS:
+        return GenerateConfig()
+    body = dict(guard.config.extra_body or {})
+    if "add_generation_prompt" not in body and "continue_final_message" not in body:
+        body.update(add_generation_prompt=True, continue_final_message=False)
+    return GenerateConfig(extra_body=body)
 
 
 def _instructed(state: TaskState, conversation: list[ChatMessage], target: str, version: str) -> list[ChatMessage]:
@@ -67,10 +90,9 @@ def guard_filter(
         """True when the guard lets this side through."""
         target = "user's last message" if side == "input" else "assistant's last message"
         messages = conversation if prompt == "native" else _instructed(state, conversation, target, version)
-        guard = get_model(role="guard", required=True)
-        reply = await extra_call(
-            state, "guard", f"guard-{side}", messages, role_defaults(guard, GUARD_MAX_TOKENS, temperature=0.0)
-        )
+        guard = role_model("guard")
+        config = role_defaults(guard, GUARD_MAX_TOKENS, temperature=0.0).merge(new_turn_config(guard, messages))
+        reply = await extra_call(state, "guard", f"guard-{side}", messages, config)
         label = parse_guard(reply.completion)
         state.metadata.setdefault("guard_filter", {})[side] = {"label": label, "raw": reply.completion}
         if label is None:

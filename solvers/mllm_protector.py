@@ -13,11 +13,11 @@ a configuration error, raised before the sample's first call. A non-finite detec
 sample (the official code would let NaN pass as harmless).
 """
 
-from inspect_ai.model import get_model
 from inspect_ai.solver import Generate, Solver, TaskState
 
 from vlmguard_eval.core.messages import user_turn
 from vlmguard_eval.core.options import role_defaults
+from vlmguard_eval.core.roles import role_model
 from vlmguard_eval.defense.ledger import extra_call, record_direct_call
 from vlmguard_eval.defense.registry import defense
 from vlmguard_eval.defense.steps import final_answer, role_bound
@@ -85,7 +85,7 @@ def mllm_protector(detector: str = "", threshold: float = 0.5, detoxifier_model:
             return final_answer(state, rewrite, "mllm_protector (detoxifier, local causal LM)")
         if role_bound("detoxifier"):
             record["detoxifier"] = "detoxifier role"
-            detoxifier = get_model(role="detoxifier", required=True)
+            detoxifier = role_model("detoxifier")
             config = role_defaults(detoxifier, DETOXIFIER_MAX_LENGTH, DETOXIFIER_TEMPERATURE)
             output = await extra_call(state, "detoxifier", "detoxify", user_turn([], prompt), config)
             return final_answer(state, output.completion, "mllm_protector (detoxifier role)")

@@ -5,11 +5,12 @@ a refined prompt; the target then answers the ORIGINAL image with the REFINED te
 reply does not parse (empty, malformed, overlong), the documented fallback applies and is recorded.
 """
 
-from inspect_ai.model import GenerateConfig, get_model
+from inspect_ai.model import GenerateConfig
 from inspect_ai.solver import Generate, Solver, TaskState
 
 from vlmguard_eval.core.messages import user_images
 from vlmguard_eval.core.options import role_defaults
+from vlmguard_eval.core.roles import role_model
 from vlmguard_eval.defense.ledger import extra_call, record_fallback
 from vlmguard_eval.defense.registry import defense
 from vlmguard_eval.defense.steps import replace_user_text
@@ -50,7 +51,7 @@ def vlmguard(
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
         original = state.user_prompt.text
-        rewriter = get_model(role="rewriter", required=True)
+        rewriter = role_model("rewriter")
         # -S options win over the role's own settings, which win over our defaults
         config = role_defaults(rewriter, REWRITER_MAX_TOKENS, REWRITER_TEMPERATURE).merge(
             GenerateConfig(max_tokens=max_tokens or None, temperature=temperature)

@@ -8,8 +8,10 @@ that are corrupt, missing, oversized or of extreme shape.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
+import random
 import struct
 import subprocess
 import sys
@@ -18,6 +20,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from tests.helpers import gen_record, png_bytes
 from vlmguard_eval.core.messages import MAX_ASPECT_RATIO, MAX_IMAGE_SIDE, check_image_size, decode_image
@@ -339,6 +342,121 @@ def test_extreme_images_are_refused_under_a_memory_cap(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("REFUSED") == 3 and "MemoryError" not in done.stdout + done.stderr
+
+
+# --- image formats, bit depth and byte size -----------------------------------------------------------
+
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n(hostile PostScript) print\nshowpage\n%%EOF\n"
+
+
+def encoded(mode: str, image_format: str, size: tuple[int, int] = (8, 8), **options: object) -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size).save(buffer, format=image_format, **options)
+    return buffer.getvalue()
+
+
+def test_postscript_never_reaches_ghostscript(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow picks its plugin by the bytes, not the name: a `.jpg` holding PostScript would run Ghostscript."""
+    from PIL import EpsImagePlugin
+
+    from vlmguard_eval.core.messages import check_image_file
+
+    commands: list[object] = []
+
+    def spy(command: object, *args: object, **kwargs: object) -> None:
+        commands.append(command)
+        raise OSError("spy: no external program runs in this test")
+
+    monkeypatch.setattr(EpsImagePlugin, "gs_binary", "gs")
+    monkeypatch.setattr(subprocess, "check_call", spy)
+    monkeypatch.setattr(subprocess, "Popen", spy)
+    with pytest.raises(ValueError, match="image format EPS is not accepted"):
+        decode_image("data:image/jpeg;base64," + base64.b64encode(EPS).decode())
+    (tmp_path / "photo.jpg").write_bytes(EPS)
+    with pytest.raises(ValueError, match="image format EPS is not accepted"):
+        check_image_file(tmp_path / "photo.jpg")
+    assert commands == []
+
+
+def test_only_the_accepted_formats_open_and_others_are_refused_by_name() -> None:
+    accepted = {
+        "PNG": encoded("RGB", "PNG"),
+        "JPEG": encoded("RGB", "JPEG"),
+        "GIF": encoded("P", "GIF"),
+        "WEBP": encoded("RGB", "WEBP"),
+        "BMP": encoded("RGB", "BMP"),
+        # a phone's multi-picture JPEG, which Pillow's JPEG opener reads
+        "MPO": encoded("RGB", "MPO", save_all=True, append_images=[Image.new("RGB", (8, 8))]),
+    }
+    for name, data in accepted.items():
+        image = decode_image(data_uri(data))
+        assert (image.mode, image.size) == ("RGB", (8, 8)), name
+    for name in ("TIFF", "PCX", "PPM", "ICO"):
+        with pytest.raises(ValueError, match=f"image format {name} is not accepted"):
+            decode_image(data_uri(encoded("RGB", name, (16, 16))))
+
+
+def test_images_of_more_than_8_bits_a_channel_are_refused_by_mode(tmp_path: Path) -> None:
+    """PIL's convert("RGB") clips a 16-bit grey image (near-white for most of its range) instead of rescaling."""
+    from vlmguard_eval.core.messages import check_image_file
+
+    gradient = Image.frombytes("I;16", (64, 64), bytes(range(256)) * 32)
+    buffer = io.BytesIO()
+    gradient.save(buffer, format="PNG")
+    assert Image.open(io.BytesIO(buffer.getvalue())).mode == "I;16"
+    with pytest.raises(ValueError, match="image mode I;16 .PNG. has more than 8 bits a channel"):
+        decode_image(data_uri(buffer.getvalue()))
+    (tmp_path / "deep.png").write_bytes(buffer.getvalue())
+    with pytest.raises(ValueError, match="image mode I;16"):
+        check_image_file(tmp_path / "deep.png")
+
+
+def test_image_bytes_are_bounded_before_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vlmguard_eval.core import messages
+
+    noise = random.Random(0).randbytes(64 * 64 * 3)  # incompressible: the PNG holds every byte
+    data = io.BytesIO()
+    Image.frombytes("RGB", (64, 64), noise).save(data, format="PNG")
+    assert len(data.getvalue()) > 4000
+    monkeypatch.setattr(messages, "MAX_IMAGE_BYTES", 4000)
+    decoded: list[object] = []
+    real_b64decode = messages.base64.b64decode
+    monkeypatch.setattr(messages.base64, "b64decode", lambda *a, **k: decoded.append(a) or real_b64decode(*a, **k))
+    with pytest.raises(ValueError, match="image data URI holds more than 4,000 bytes"):
+        messages.decode_image(data_uri(data.getvalue()))
+    assert decoded == []  # refused from the payload's length, never decoded
+    path = tmp_path / "big.png"
+    path.write_bytes(data.getvalue())
+    with pytest.raises(ValueError, match=r"image has [\d,]+ bytes \(limit 4,000\)"):
+        messages.check_image_file(path)
+    with pytest.raises(ValueError, match=r"image has [\d,]+ bytes \(limit 4,000\)"):
+        messages.read_image(path)
+    assert common.MAX_IMAGE_BYTES == 20 * 1024 * 1024  # the loaders keep the same bound (Inspect's own 20 MiB)
+
+
+def test_an_eps_image_fails_only_its_sample_naming_its_file(tmp_path: Path) -> None:
+    from inspect_ai import eval as inspect_eval
+
+    from solvers import none
+    from tasks.siuo import siuo
+
+    root = write_raw(
+        tmp_path,
+        json.dumps([gen_record(1, "ok.png"), gen_record(2, "photo.png")]),
+        {"ok.png": png_bytes(), "photo.png": EPS},
+    )
+    (log,) = inspect_eval(
+        siuo(data_dir=str(root), epochs=1),
+        solver=none(),
+        model="scripted/comply",
+        model_roles={"grader": "scripted/judge"},
+        fail_on_error=False,
+        log_dir=str(tmp_path / "logs"),
+        display="none",
+    )
+    errors = {s.id: s.error.message for s in log.samples if s.error}
+    assert list(errors) == [2]
+    assert "photo.png" in errors[2] and "record #1 (id 2): field 'image': image format EPS is not accepted" in errors[2]
 
 
 # --- -T data_dir=REL ----------------------------------------------------------------------------------

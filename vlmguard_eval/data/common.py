@@ -17,13 +17,13 @@ from typing import Any
 from inspect_ai.dataset import Sample
 
 import vlmguard_eval
-from vlmguard_eval.core.messages import image_prompt
+from vlmguard_eval.core.messages import MAX_IMAGE_BYTES, image_prompt
 
 LOAD_ERROR_KEY = "load_error"
 # a hash of what the model is shown (text and image bytes): the report pairs two runs only on equal inputs
 INPUT_HASH_KEY = "input_sha256"
-# bounds a record's ids and files must keep; beyond them the record fails on its own
-MAX_IMAGE_BYTES = 50_000_000
+# bounds a record's ids and files must keep; beyond them the record fails on its own (an image file's bytes:
+# core.messages.MAX_IMAGE_BYTES, the bound every image decoder here keeps, checked at load already)
 MAX_ID_CHARS = 200
 MAX_INT_ID = 2**63 - 1
 MAX_INT_DIGITS = 30  # longer integer literals stay text, so only their record fails (as a wrong type)

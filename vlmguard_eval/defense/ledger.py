@@ -19,8 +19,10 @@ from inspect_ai.model import (
 )
 from inspect_ai.solver import TaskState
 
+from vlmguard_eval.core.messages import ContextOverflowError, context_overflow
 from vlmguard_eval.core.messages import user_turn as user_turn  # re-exported: defenses build their extra calls with it
 from vlmguard_eval.core.options import role_config
+from vlmguard_eval.core.roles import role_model
 
 # the sample store's ledger of extra calls; a defense that makes none writes nothing (the log's plan
 # already names the defense that ran)
@@ -45,11 +47,17 @@ async def extra_call(
     input: list[ChatMessage],
     config: GenerateConfig | None = None,
 ) -> ModelOutput:
-    """Call the model bound to `role` (None: the target itself) for one defense step, and record it."""
-    model = get_model() if role is None else get_model(role=role, required=True)
+    """Call the model bound to `role` (None: the target itself) for one defense step, and record it.
+
+    A reply that is no reply fails the sample by name: no choices, or a context-window overflow (whose text
+    is the server's error message, `core.messages.context_overflow`), never passed on as the step's output."""
+    model = get_model() if role is None else role_model(role)
     output = await model.generate(input, config=role_config(model, config or GenerateConfig()))
     if not output.choices:
         raise RuntimeError(f"{role or 'target'} model {model} returned no choices for step {step!r}")
+    overflow = context_overflow(output)
+    if overflow is not None:
+        raise ContextOverflowError(role or "target", step, str(model), overflow)
     usage = output.usage
     _record(
         state,

@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
+from vlmguard_eval.core.messages import ContextOverflowError, context_overflow
+
 Factory = TypeVar("Factory", bound=Callable[..., Any])
 
 
@@ -54,7 +56,7 @@ def defense(summary: str, extra_calls: str, **declared: Any) -> Callable[[Factor
             solve = factory(*args, **kwargs)
 
             async def checked(state: TaskState, generate: Generate) -> TaskState:
-                return await solve(state, checked_generate(generate))
+                return await solve(state, checked_generate(generate, factory.__name__))
 
             return checked
 
@@ -67,18 +69,23 @@ class NoChoicesError(RuntimeError):
     """The target's reply held no completion at all (a served API answered with an empty choice list)."""
 
 
-def checked_generate(generate: Generate) -> Generate:
-    """Inspect's generate, with a target reply that holds no choices named plainly (Inspect's own error
-    is an IndexError from deep inside)."""
+def checked_generate(generate: Generate, defense_name: str = "generate") -> Generate:
+    """Inspect's generate, with a target reply that is no answer failing the sample by name: no choices
+    (Inspect's own error is an IndexError from deep inside), or a context-window overflow, whose text is
+    the server's error message (`core.messages.context_overflow`), which would otherwise be scored."""
 
     async def call(state: TaskState, *args: Any, **kwargs: Any) -> TaskState:
         try:
-            return await generate(state, *args, **kwargs)
+            state = await generate(state, *args, **kwargs)
         except IndexError:
             if state.output is not None and not state.output.choices:
                 raise NoChoicesError(
                     f"the target {state.model} returned no choices (an empty completion list): nothing to answer with"
                 ) from None
             raise
+        overflow = context_overflow(state.output)
+        if overflow is not None:
+            raise ContextOverflowError("target", f"{defense_name}: answer", str(state.model), overflow)
+        return state
 
     return call  # type: ignore[return-value]

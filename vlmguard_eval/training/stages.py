@@ -20,12 +20,13 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from inspect_ai.model import GenerateConfig, get_model
+from inspect_ai.model import GenerateConfig
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from vlmguard_eval.core.messages import user_images, user_turn
 from vlmguard_eval.core.options import role_defaults, role_max_tokens
 from vlmguard_eval.core.prompts import load_prompt
+from vlmguard_eval.core.roles import role_model
 from vlmguard_eval.defense.ledger import extra_call
 from vlmguard_eval.defense.steps import fill_prompt
 from vlmguard_eval.judging.refusal import is_refusal
@@ -112,7 +113,7 @@ async def _run_stage(
         TEACHER_ROLE,
         stage,
         user_turn(user_images(state) if images else [], prompt),
-        role_defaults(get_model(role=TEACHER_ROLE, required=True), TEACHER_MAX_TOKENS, temperature=0.0),
+        role_defaults(role_model(TEACHER_ROLE), TEACHER_MAX_TOKENS, temperature=0.0),
     )
     _keep_reply(state, stage, reply.completion)
     result = tagged(reply.completion, tag)
@@ -148,7 +149,7 @@ def unsafe_response() -> Solver:
     async def solve(state: TaskState, generate: Generate) -> TaskState:
         meta = state.metadata
         if stage_failure(state) is None and meta["kind"] == "safety" and not meta.get("unsafe_response"):
-            responder = get_model(role=RESPONDER_ROLE, required=True)
+            responder = role_model(RESPONDER_ROLE)
             bound = GenerateConfig(max_tokens=role_max_tokens(responder, RESPONDER_MAX_TOKENS))  # its own sampling
             reply = await extra_call(
                 state, RESPONDER_ROLE, "unsafe-response", user_turn(user_images(state), meta["prompt"]), bound
@@ -180,7 +181,7 @@ def unsafe_check(check: str = "all") -> Solver:
             drop(state, "unsafe-check", "refusal", "the unsafe response matches a refusal keyword")
             return state
         prompt = fill_prompt("synth_unsafe_check", SYNTH_TEMPLATE_VERSION, prompt=meta["prompt"], response=response)
-        checker = role_defaults(get_model(role=CHECKER_ROLE, required=True), CHECKER_MAX_TOKENS, temperature=0.0)
+        checker = role_defaults(role_model(CHECKER_ROLE), CHECKER_MAX_TOKENS, temperature=0.0)
         reply = await extra_call(state, CHECKER_ROLE, "unsafe-check", user_turn(user_images(state), prompt), checker)
         _keep_reply(state, "unsafe-check", reply.completion)
         verdict = parse_safety(reply.completion)
