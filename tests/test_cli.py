@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,11 @@ def inspect_eval(*args: str, log_dir: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # no PYTHONPATH: as a user runs it
     command = [str(BIN / "inspect"), "eval", *args, "--log-dir", str(log_dir), "--display", "plain"]
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def vlmguard_eval(*args: str) -> subprocess.CompletedProcess:
+    command = [str(BIN / "vlmguard-eval"), *args]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
 def only_log(log_dir: Path):
@@ -129,3 +135,23 @@ def test_free_text_defense_settings_come_from_a_config_file(tiny_vlm, demo_dir, 
     assert result.returncode == 0, result.stdout + result.stderr
     log = only_log(tmp_path / "logs")
     assert log.eval.solver_args["unsafe_description"] == description and log.eval.solver_args["n_candidates"] == 2
+
+
+def test_report_bundle_holds_every_log_dir(demo_dir: Path, tmp_path: Path) -> None:
+    """`report A B --bundle`: the viewer shows the logs of both dirs (Inspect bundles one dir at a time)."""
+    first = tmp_path / "first"
+    config = tmp_path / "grid.yaml"
+    config.write_text(
+        f"log_dir: {first}\nmodels: [scripted/refuse]\nroles: {{grader: scripted/judge}}\ndefenses: [none]\n"
+        f"benchmarks: [{{task: siuo, args: {{format: mcqa, data_dir: {demo_dir}}}}}]\nlimit: 1\ndisplay: none\n"
+    )
+    assert vlmguard_eval("grid", str(config)).returncode == 0
+    second = tmp_path / "second"
+    second.mkdir()
+    for log in first.glob("*.eval"):
+        shutil.copy(log, second / log.name)
+    out = tmp_path / "report"
+    result = vlmguard_eval("report", str(first), str(second), "--out", str(out), "--bundle")
+    assert result.returncode == 0, result.stderr
+    bundled = sorted(p.relative_to(out / "viewer" / "logs").parts[0] for p in (out / "viewer").rglob("*.eval"))
+    assert bundled == ["0-first", "1-second"]

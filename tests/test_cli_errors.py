@@ -97,6 +97,11 @@ def test_rejudge_of_a_dir_without_logs_exits_2_as_report_does(make, tmp_path: Pa
     assert rejudged in (f"log dir {log_dir} does not exist", f"log dir {log_dir} holds no Inspect logs")
 
 
+def test_rejudge_model_arg_without_a_value_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    assert main(["rejudge", str(tmp_path), "--grader", "scripted/judge", "-M", "temperature"]) == 2
+    assert one_line_error(capsys, "rejudge").endswith("error: -M temperature: a judge model arg is KEY=VALUE")
+
+
 # ---- errors in one line ---------------------------------------------------------------------------------
 
 

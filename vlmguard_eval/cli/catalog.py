@@ -59,9 +59,14 @@ def defenses() -> dict[str, DefenseInfo]:
     return DEFENSES
 
 
-def defense_solver(name: str, args: dict[str, Any] | None = None) -> Any:
-    """A configured solver of a declared defense."""
+def defense_factory(name: str) -> Callable[..., Any]:
+    """The solver factory of a declared defense (its signature says which args it takes)."""
     check_names("defense", [name], defenses())
     import solvers
 
-    return getattr(solvers, name)(**(args or {}))
+    return getattr(solvers, name)
+
+
+def defense_solver(name: str, args: dict[str, Any] | None = None) -> Any:
+    """A configured solver of a declared defense."""
+    return defense_factory(name)(**(args or {}))

@@ -221,6 +221,8 @@ def finish(result: GridResult) -> int:
         kind = f"{failure.status}, configuration" if failure.configuration else failure.status
         error = f": {failure.error}" if failure.error else ""
         print(f"FAILED {failure.task} on {failure.model} ({kind}){error}", file=sys.stderr)
+    for error in result.errors:  # a worker that ended without a result: its tasks are unfinished
+        print(f"FAILED {error}", file=sys.stderr)
     if any(failure.configuration for failure in result.failures):
         print(
             "INCOMPLETE: a configuration error fails the same way however often the command runs: fix what it "
@@ -246,13 +248,11 @@ def make_report(
     runs, skipped = load_report_runs(log_dirs)
     viewer = None
     if bundle:
-        from inspect_ai.log import bundle_log_dir
-
         bundle_dir = out / "viewer"
         if bundle_dir.exists():
             claim_folder(bundle_dir, VIEWER_MARK, "viewer folder")  # refuses a folder that is not ours
             shutil.rmtree(bundle_dir)
-        bundle_log_dir(str(log_dirs[0]), str(bundle_dir))
+        bundle_logs(log_dirs, bundle_dir)
         (bundle_dir / VIEWER_MARK).write_text("written by vlmguard-eval\n", encoding="utf-8")
         viewer = "viewer"
     add_keyword_measures(runs)  # the paper's DSR and VLGuard's benign-arm refusals
@@ -264,6 +264,22 @@ def make_report(
         for name, reason in sorted(skipped.items()):
             print(f"skipped {name}: {reason}", file=sys.stderr)
     return path
+
+
+def bundle_logs(log_dirs: list[Path], bundle_dir: Path) -> None:
+    """A static Inspect viewer of every log dir's logs: Inspect bundles one dir, so several are first copied
+    side by side (each in a folder named after it) into one."""
+    import tempfile
+
+    from inspect_ai.log import bundle_log_dir
+
+    if len(log_dirs) == 1:
+        bundle_log_dir(str(log_dirs[0]), str(bundle_dir))
+        return
+    with tempfile.TemporaryDirectory(prefix="vlmguard-bundle-") as joined:
+        for index, log_dir in enumerate(log_dirs):
+            shutil.copytree(log_dir, Path(joined) / f"{index}-{log_dir.resolve().name}")
+        bundle_log_dir(joined, str(bundle_dir))
 
 
 def report(args: argparse.Namespace) -> int:
@@ -281,6 +297,9 @@ def rejudge(args: argparse.Namespace) -> int:
     from vlmguard_eval.cli.rejudge import rejudge as rejudge_logs
 
     # values typed as in Inspect's own -M (YAML scalars: 16 is a number, true a boolean)
+    bad = [kv for kv in args.grader_args if "=" not in kv or not kv.split("=", 1)[0]]
+    if bad:
+        raise UsageError(f"-M {bad[0]}: a judge model arg is KEY=VALUE")
     model_args = {key: yaml.safe_load(value) for key, value in (kv.split("=", 1) for kv in args.grader_args)}
     try:
         results = rejudge_logs(args.log_dir, args.grader, args.out, args.grader_base_url, model_args, args.display)
