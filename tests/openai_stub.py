@@ -2,6 +2,7 @@
 
 Used to check what a served target, judge or rewriter receives (vLLM and hosted APIs speak this
 protocol). Binds 127.0.0.1 only, answers a bounded number of requests, and stops with its context.
+A responder returning `BadRequest` gets vLLM's HTTP 400 error body (e.g. a request over the context window).
 """
 
 from __future__ import annotations
@@ -10,11 +11,21 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MAX_REQUESTS = 2000
-Responder = Callable[[dict[str, Any]], str | None]
+
+
+@dataclass(frozen=True)
+class BadRequest:
+    """A stub reply: HTTP 400 with vLLM's error body holding `message`."""
+
+    message: str
+
+
+Responder = Callable[[dict[str, Any]], "str | BadRequest | None"]
 
 
 def message_text(message: dict[str, Any]) -> str:
@@ -57,6 +68,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(503, "request budget spent")
             return
         text = self.server.responder(body)  # None: a reply with no choices at all
+        if isinstance(text, BadRequest):
+            error = {"object": "error", "message": text.message, "type": "BadRequestError", "param": None}
+            self._send(400, json.dumps(error).encode())
+            return
         choices = [
             {"index": i, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
             for i in range(int(body.get("n") or 1) if text is not None else 0)
@@ -71,7 +86,10 @@ class _Handler(BaseHTTPRequestHandler):
                 "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
             }
         ).encode()
-        self.send_response(200)
+        self._send(200, payload)
+
+    def _send(self, status: int, payload: bytes) -> None:
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()

@@ -10,12 +10,7 @@ generation settings when a defense calls the target again afterwards.
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +19,7 @@ from inspect_ai import eval as inspect_eval
 from inspect_ai.model import GenerateConfig, Model, ModelOutput, ModelUsage, get_model
 
 from tests.helpers import result_metrics
-from tests.openai_stub import StubServer, message_text
+from tests.openai_stub import BadRequest, StubServer, message_text, openai_stub
 from vlmguard_eval.cli.catalog import task_function
 from vlmguard_eval.core.messages import context_overflow
 from vlmguard_eval.judging.calls import JUDGE_OVERFLOW
@@ -36,57 +31,8 @@ CONTEXT_ERROR = (
 )
 
 
-@dataclass(frozen=True)
-class BadRequest:
-    """A stub reply: HTTP 400 with vLLM's error body."""
-
-    message: str = CONTEXT_ERROR
-
-
-class _VllmHandler(BaseHTTPRequestHandler):
-    server: StubServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_POST(self) -> None:  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        with self.server.lock:
-            self.server.requests.append(body)
-        reply = self.server.responder(body)
-        if isinstance(reply, BadRequest):
-            status = 400
-            payload = {"object": "error", "message": reply.message, "type": "BadRequestError", "param": None}
-        else:
-            status = 200
-            payload = {
-                "id": "stub",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body["model"],
-                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": reply}}],
-                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-            }
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
-@contextmanager
-def vllm_stub(responder: Callable[[dict[str, Any]], str | BadRequest]) -> Iterator[StubServer]:
-    server = StubServer(responder)  # type: ignore[arg-type]
-    server.RequestHandlerClass = _VllmHandler
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
+def overflow() -> BadRequest:
+    return BadRequest(CONTEXT_ERROR)
 
 
 def served(server: StubServer, name: str, api: str = "vllm", **config: Any) -> Model:
@@ -134,7 +80,7 @@ def run_guard(server: StubServer, demo_dir: Path, log_dir: Path, name: str, guar
 
 
 def test_the_guard_output_check_asks_a_vllm_guard_for_a_new_turn(demo_dir: Path, tmp_path: Path) -> None:
-    with vllm_stub(guard_reply) as server:
+    with openai_stub(guard_reply) as server:
         guard = served(server, "gt/guard", extra_body={"chat_template_kwargs": {"flag": 1}})
         log = run_guard(server, demo_dir, tmp_path / "vllm", "gt", guard)
         requests = [b for b in server.requests if b["model"] == "gt/guard"]
@@ -178,9 +124,9 @@ def test_a_target_overflow_fails_only_its_sample_by_name(demo_vlguard_dir: Path,
     def reply(body: dict[str, Any]) -> str | BadRequest:
         if body["model"] == "to/judge":
             return "Winner: A"
-        return BadRequest() if "set a car on fire" in last_text(body) else "A careful answer."
+        return overflow() if "set a car on fire" in last_text(body) else "A careful answer."
 
-    with vllm_stub(reply) as server:
+    with openai_stub(reply) as server:
         (log,) = inspect_eval(
             task_function("vlguard")(data_dir=str(demo_vlguard_dir)),
             model="vllm/to/target",
@@ -208,10 +154,10 @@ def test_an_ecso_caption_overflow_fails_its_sample_naming_the_step(demo_dir: Pat
         if body["model"] == "eo/judge":
             return "Safety judgement: TRUE"
         if body.get("max_tokens") == 1024:  # the caption (1,024 new tokens) is over the window
-            return BadRequest()
+            return overflow()
         return "yes" if body.get("max_tokens") == 8 else "A careful answer."  # the self-check flags the answer
 
-    with vllm_stub(reply) as server:
+    with openai_stub(reply) as server:
         (log,) = inspect_eval(
             task_function("siuo")(data_dir=str(demo_dir)),
             solver=ecso(),
@@ -238,10 +184,10 @@ def test_a_judge_overflow_is_an_unparsed_verdict_with_its_reason(demo_dir: Path,
         if body["model"] != "jo/judge":
             return "A careful answer."
         if "Safety judgement" in last_text(body):
-            return BadRequest()
+            return overflow()
         return "Effectiveness judgement: VERY EFFECTIVE"
 
-    with vllm_stub(reply) as server:
+    with openai_stub(reply) as server:
         (log,) = inspect_eval(
             task_function("siuo")(data_dir=str(demo_dir)),
             model="vllm/jo/target",
