@@ -229,7 +229,7 @@ def test_a_grader_panel_is_an_error_naming_the_role_not_its_first_judge(demo_dir
     panel = [scripted(judge_reply, calls, "a"), scripted(judge_reply, calls, "b")]
     (log,) = inspect_eval(
         task_function("siuo")(data_dir=str(demo_dir)),
-        model="scripted/comply",
+        model=scripted(lambda m, c: "A careful answer.", calls, "target"),
         model_roles={"grader": panel},
         limit=2,
         epochs=1,
@@ -237,7 +237,7 @@ def test_a_grader_panel_is_an_error_naming_the_role_not_its_first_judge(demo_dir
         log_dir=str(tmp_path),
         display="none",
     )
-    assert not calls
+    assert not calls  # failed before the target answered, not at scoring time
     errors = [s.error.message for s in log.samples if s.error]
     assert len(errors) == 2
     assert all("model role 'grader' is bound to 2 models" in e for e in errors)

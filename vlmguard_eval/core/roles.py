@@ -20,14 +20,24 @@ class RoleBindingError(PrerequisiteError):
         self.args = (message,)
 
 
-def role_model(role: str) -> Model:
-    """The model bound to `role` (required: never the target as a fallback); several models bound to it
-    are an error naming the role and the models, since each call here asks one model."""
-    bound = model_roles().get(role)
+def _check_one(role: str, bound: Model | list[Model] | None) -> None:
     if isinstance(bound, list) and len(bound) != 1:
         names = ", ".join(str(model) for model in bound) or "none"
         raise RoleBindingError(
             f"model role '{role}' is bound to {len(bound)} models ({names}); it takes exactly one: "
             f"bind one model to '{role}' and run again for each other model"
         )
+
+
+def check_role_bindings() -> None:
+    """Every bound role names one model: checked before a sample's first call, so a panel bound to the
+    judge's role fails the sample before the target's tokens are spent, not at scoring time."""
+    for role, bound in model_roles().items():
+        _check_one(role, bound)
+
+
+def role_model(role: str) -> Model:
+    """The model bound to `role` (required: never the target as a fallback); several models bound to it
+    are an error naming the role and the models, since each call here asks one model."""
+    _check_one(role, model_roles().get(role))
     return get_model(role=role, required=True)

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from vlmguard_eval.core.messages import ContextOverflowError, context_overflow
+from vlmguard_eval.core.roles import check_role_bindings
 
 Factory = TypeVar("Factory", bound=Callable[..., Any])
 
@@ -56,6 +57,7 @@ def defense(summary: str, extra_calls: str, **declared: Any) -> Callable[[Factor
             solve = factory(*args, **kwargs)
 
             async def checked(state: TaskState, generate: Generate) -> TaskState:
+                check_role_bindings()  # a role panel fails here, before the target answers
                 return await solve(state, checked_generate(generate, factory.__name__))
 
             return checked
