@@ -25,7 +25,8 @@ from served import StubProcess
 
 
 def main() -> None:
-    from vlmguard_eval.cli.grid import GridConfig, run_grid
+    from vlmguard_eval.cli.grid import run_grid
+    from vlmguard_eval.cli.grid_config import GridConfig
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency-ms", type=float, default=200)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vlmguard_eval.cli.grid import load_config
+from vlmguard_eval.cli.grid_config import load_config
 from vlmguard_eval.cli.main import main
 
 DEBUG_HINT = "(add --debug or set VLMGUARD_DEBUG=1 for the traceback)"

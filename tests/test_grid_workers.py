@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from vlmguard_eval.cli.grid import GridConfig, build_tasks, run_grid, shard_plan
+from vlmguard_eval.cli.grid import run_grid, shard_plan
+from vlmguard_eval.cli.grid_config import GridConfig, build_tasks
 from vlmguard_eval.cli.main import main
 from vlmguard_eval.report.runs import load_report_runs
 

@@ -25,7 +25,9 @@ from inspect_ai.scorer import match
 from solvers import none, vlmguard
 from tasks.siuo import siuo
 from vlmguard_eval.cli.errors import UsageError
-from vlmguard_eval.cli.grid import LOCK_FILE, GridConfig, claim_log_dir, grid_lock, load_config, run_grid
+from vlmguard_eval.cli.grid import run_grid
+from vlmguard_eval.cli.grid_config import GridConfig, load_config
+from vlmguard_eval.cli.log_dir import LOCK_FILE, claim_log_dir, grid_lock
 from vlmguard_eval.cli.main import main, make_report
 from vlmguard_eval.report.runs import load_report_runs
 

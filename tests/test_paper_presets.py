@@ -11,7 +11,8 @@ import pytest
 
 from tests.openai_stub import message_text, openai_stub
 from vlmguard_eval.cli.catalog import defenses
-from vlmguard_eval.cli.grid import load_config, run_grid
+from vlmguard_eval.cli.grid import run_grid
+from vlmguard_eval.cli.grid_config import load_config
 from vlmguard_eval.cli.main import make_report
 from vlmguard_eval.core.measures import MEASURES
 from vlmguard_eval.data import demo as demo_data

@@ -155,7 +155,8 @@ def check_run_can_configure(chosen_defenses: list[str]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """A preset grid: the chosen benchmarks x defenses on one target, as a resumable Inspect eval-set."""
-    from vlmguard_eval.cli.grid import GridConfig, execute_grid, task_option_hints
+    from vlmguard_eval.cli.grid import execute_grid
+    from vlmguard_eval.cli.grid_config import GridConfig, task_option_hints
 
     chosen_defenses = check_names("defense", args.defenses.split(","), defenses())
     check_run_can_configure(chosen_defenses)
@@ -311,7 +312,8 @@ def rejudge(args: argparse.Namespace) -> int:
 
 
 def grid(args: argparse.Namespace) -> int:
-    from vlmguard_eval.cli.grid import execute_grid, load_config
+    from vlmguard_eval.cli.grid import execute_grid
+    from vlmguard_eval.cli.grid_config import load_config
 
     config = load_config(args.config)
     if config.report_dir:
