@@ -34,7 +34,6 @@ __all__ = [
     "rate",
     "rate_by",
     "rate_by_cell",
-    "rate_unless",
     "total",
     "unparsed",
 ]
@@ -103,24 +102,6 @@ def rate_by(group_key: str) -> Metric:
         return _by_group(rate(), group_key)
 
     return by_group()
-
-
-def rate_unless(key: str, flag: str, name: str) -> Metric:
-    """`rate` of one key of a dict score over the samples whose `flag` key is not 1, reported as `name`.
-
-    SIUO MCQA's headline counts every item; this keeps the accuracy over replies that gave a letter beside
-    it, under a name that says so, rather than as the headline (where a refusal would vanish from it)."""
-
-    @metric(name=name)
-    def among() -> Metric:
-        def compute(scores: list[SampleScore]) -> float:
-            values = [s.score.value for s in _applicable(scores) if isinstance(s.score.value, dict)]
-            mean = mean_of_parsed_values([v.get(key) for v in values if v.get(flag) != 1])
-            return float("nan") if mean is None else 100.0 * mean
-
-        return compute
-
-    return among()
 
 
 def rate_by_cell(row_key: str, column_key: str) -> Metric:

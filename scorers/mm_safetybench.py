@@ -80,6 +80,6 @@ async def judged_attack(
             "rule": prompt.name,
             "label": verdict.label,
             **prompt.record(),
-            "target_generation": target_generation(str(state.model)),
+            "target_generation": target_generation(state),
         },
     )

@@ -65,7 +65,7 @@ def siuo_judge(prompt_version: str = JUDGE_PROMPT_VERSION, prompt_files: dict[st
                 "effectiveness_label": effectiveness.label,
                 "safety_prompt": safety_prompt.record(),
                 "effectiveness_prompt": effectiveness_prompt.record(),
-                "target_generation": target_generation(str(state.model)),
+                "target_generation": target_generation(state),
             },
         )
 

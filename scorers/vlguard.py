@@ -88,7 +88,7 @@ def _pairwise(prompt: JudgePrompt, parse: Callable[[str], str | None], tie: bool
                 "positions": "A=answer, B=reference",
                 "empty_reference": empty,
                 **prompt.record(),
-                "target_generation": target_generation(str(state.model)),
+                "target_generation": target_generation(state),
             },
         )
 

@@ -113,3 +113,25 @@ def test_reordered_benchmarks_resume_without_new_logs(
     assert len(logs) == 2
     assert main(["grid", str(write_config(tmp_path, demo_dir, benchmarks=[siuo, vlguard]))]) == 0, capsys.readouterr()
     assert {p: p.stat().st_mtime for p in (tmp_path / "logs").rglob("*.eval")} == logs
+
+
+def test_yaml_merge_keys_are_no_duplicates_and_may_be_overridden(tmp_path: Path, demo_dir: Path) -> None:
+    """`<<: *anchor` shares args between entries (YAML's merge key); a key given beside it overrides the merged one."""
+    path = tmp_path / "grid.yaml"
+    path.write_text(
+        f"""log_dir: {tmp_path / "logs"}
+models: [scripted/refuse]
+roles: {{grader: scripted/judge}}
+benchmarks:
+  - task: siuo
+    args: &common {{data_dir: {demo_dir}, format: gen}}
+  - task: siuo
+    args:
+      <<: *common
+      format: mcqa
+defenses: [none]
+"""
+    )
+    config = load_config(path)
+    assert [bench["args"]["format"] for bench in config.benchmarks] == ["gen", "mcqa"]
+    assert config.benchmarks[1]["args"]["data_dir"] == str(demo_dir)

@@ -243,6 +243,24 @@ def test_a_grader_panel_is_an_error_naming_the_role_not_its_first_judge(demo_dir
     assert all("model role 'grader' is bound to 2 models" in e for e in errors)
 
 
+def test_a_role_the_defense_does_not_call_may_hold_a_list(demo_dir: Path, tmp_path: Path) -> None:
+    """Only the judge's role and the defense's own are checked: `none` runs with a two-model rewriter bound."""
+    calls: list[str] = []
+    (log,) = inspect_eval(
+        task_function("siuo")(data_dir=str(demo_dir)),
+        model=scripted(lambda m, c: "A careful answer.", calls, "target"),
+        model_roles={
+            "grader": scripted(judge_reply, calls, "judge"),
+            "rewriter": [scripted(judge_reply, calls, "a"), scripted(judge_reply, calls, "b")],
+        },
+        limit=1,
+        epochs=1,
+        log_dir=str(tmp_path),
+        display="none",
+    )
+    assert log.status == "success" and "target" in calls and not {"a", "b"} & set(calls)
+
+
 @pytest.mark.parametrize("defense, role", [("vlmguard", "rewriter"), ("guard_filter", "guard")])
 def test_a_defense_role_bound_to_several_models_is_an_error_naming_it(
     defense: str, role: str, demo_dir: Path, tmp_path: Path

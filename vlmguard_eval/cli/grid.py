@@ -87,8 +87,14 @@ def run_tasks(config: GridConfig, tasks: list[Any], log_dir: Path) -> tuple[bool
 
     if not tasks:
         return True, []
+    from inspect_ai.model import GenerateConfig, get_model
+
+    # each model resolved with a config of its own: Inspect gives every name of a model list one shared config
+    # object, and a provider may set it (hfvlm takes Inspect's static concurrency path), which must not change
+    # how a served model beside it is driven; the eval's options still apply to each as its active config
+    models = [get_model(name, config=GenerateConfig()) for name in config.models]
     success, logs = eval_set(
-        tasks, log_dir=str(log_dir), model=config.models, model_roles=config.roles or None, **config.options
+        tasks, log_dir=str(log_dir), model=models, model_roles=config.roles or None, **config.options
     )
     failures = [task_failure(log) for log in logs if log.status != "success"]
     # an interrupt (SIGINT) leaves cancelled logs behind yet may not raise: only all-success is success
@@ -280,8 +286,11 @@ def execute_grid(config: GridConfig) -> GridResult:
     if config.workers > 1 and not all(isinstance(model, str) for model in config.roles.values()):
         raise UsageError("workers > 1 needs every role named by a model string (each worker builds its own)")
     log_dir = Path(config.log_dir)
-    claim_log_dir(log_dir, config.workers)
-    with grid_lock(log_dir):
+    if log_dir.exists() and not log_dir.is_dir():
+        raise UsageError(f"log dir {log_dir} is a file")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with grid_lock(log_dir):  # held before the dir is claimed: a second grid never rewrites the first's mark
+        claim_log_dir(log_dir, config.workers)
         tasks = build_tasks(config)
         if config.workers == 1:
             success, failures = run_tasks(config, tasks, log_dir)

@@ -23,6 +23,7 @@ import yaml
 
 from vlmguard_eval.cli.catalog import BENCHMARKS, check_names, defense_factory, defense_solver, defenses, task_function
 from vlmguard_eval.cli.errors import RunError, UsageError
+from vlmguard_eval.core.roles import JUDGE_ROLE
 
 # each option with the types it accepts (bool is never taken for a number)
 EVAL_OPTIONS: dict[str, tuple[type, ...]] = {
@@ -47,7 +48,6 @@ EVAL_OPTIONS: dict[str, tuple[type, ...]] = {
 DISPLAYS = ("full", "conversation", "rich", "plain", "log", "none")
 TERMINAL_DISPLAYS = ("full", "conversation", "rich")
 WORKER_DISPLAY = "plain"
-GRADER_ROLE = "grader"  # every benchmark's judge (vlmguard_eval/judging/calls.py JUDGE_ROLE)
 
 
 def check_option(path: Path | str, key: str, value: Any) -> None:
@@ -62,7 +62,7 @@ def check_option(path: Path | str, key: str, value: Any) -> None:
 
 def known_roles() -> list[str]:
     """The model roles a grid can bind: the judge's and every defense's declared ones (a grid runs no synthesis)."""
-    return list(dict.fromkeys([GRADER_ROLE, *(role for info in defenses().values() for role in info.roles)]))
+    return list(dict.fromkeys([JUDGE_ROLE, *(role for info in defenses().values() for role in info.roles)]))
 
 
 @dataclass
@@ -127,11 +127,14 @@ class DuplicateKeyError(yaml.YAMLError):
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key given twice in one mapping."""
+    """PyYAML's safe loader, refusing a key given twice in one mapping (a merge key, `<<: *anchor`, is no key:
+    the keys it brings may be overridden, as YAML means)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         first_lines: dict[Any, int] = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = self.construct_object(key_node, deep=deep)
             with contextlib.suppress(TypeError):  # an unhashable key: SafeLoader's own error names it
                 if key in first_lines:

@@ -52,7 +52,9 @@ def claim_log_dir(log_dir: Path, workers: int | None = None) -> None:
     with must be the same: each worker resumes only the logs in its own folder."""
     if log_dir.exists() and not log_dir.is_dir():
         raise UsageError(f"log dir {log_dir} is a file")
-    if log_dir.is_dir() and any(log_dir.iterdir()) and not (log_dir / LOG_DIR_MARK).is_file():
+    ours = (LOG_DIR_MARK, LOCK_FILE)  # the lock (and its pid-named spare) is taken before the dir is claimed
+    others = [entry for entry in log_dir.iterdir() if not entry.name.startswith(ours)] if log_dir.is_dir() else []
+    if others and not (log_dir / LOG_DIR_MARK).is_file():
         raise UsageError(f"log dir {log_dir} already holds files this tool did not write; choose a new or empty folder")
     text = "written by vlmguard-eval grid\n"
     if workers is not None:

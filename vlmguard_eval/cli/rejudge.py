@@ -19,8 +19,7 @@ from inspect_ai.log import EvalLog, read_eval_log, write_eval_log
 from inspect_ai.model import ChatMessage, GenerateConfig, Model, ModelConfig, get_model
 
 from vlmguard_eval.cli.errors import UsageError
-
-JUDGE_ROLE = "grader"
+from vlmguard_eval.core.roles import JUDGE_ROLE
 
 
 class TargetCalled(RuntimeError):

@@ -8,8 +8,13 @@ uses one model per role, so a list of more than one model is an error naming the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from inspect_ai._util.error import PrerequisiteError
 from inspect_ai.model import Model, get_model, model_roles
+
+# the role every benchmark's judge is bound to (`--model-role grader=...`)
+JUDGE_ROLE = "grader"
 
 
 class RoleBindingError(PrerequisiteError):
@@ -29,11 +34,13 @@ def _check_one(role: str, bound: Model | list[Model] | None) -> None:
         )
 
 
-def check_role_bindings() -> None:
-    """Every bound role names one model: checked before a sample's first call, so a panel bound to the
-    judge's role fails the sample before the target's tokens are spent, not at scoring time."""
-    for role, bound in model_roles().items():
-        _check_one(role, bound)
+def check_role_bindings(roles: Iterable[str]) -> None:
+    """Each of `roles` (the judge's and a defense's own) names one model where bound: checked before a sample's
+    first call, so a panel bound to the judge's role fails the sample before the target's tokens are spent, not
+    at scoring time. Roles the run does not call are not checked."""
+    bound = model_roles()
+    for role in roles:
+        _check_one(role, bound.get(role))
 
 
 def role_model(role: str) -> Model:

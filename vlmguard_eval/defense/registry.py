@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from vlmguard_eval.core.messages import ContextOverflowError, context_overflow
-from vlmguard_eval.core.roles import check_role_bindings
+from vlmguard_eval.core.roles import JUDGE_ROLE, check_role_bindings
 
 Factory = TypeVar("Factory", bound=Callable[..., Any])
 
@@ -50,14 +50,17 @@ def defense(summary: str, extra_calls: str, **declared: Any) -> Callable[[Factor
     both under the factory's own name."""
 
     def wrap(factory: Factory) -> Factory:
-        register_defense(DefenseInfo(name=factory.__name__, summary=summary, extra_calls=extra_calls, **declared))
+        info = register_defense(
+            DefenseInfo(name=factory.__name__, summary=summary, extra_calls=extra_calls, **declared)
+        )
+        roles = (JUDGE_ROLE, *info.roles)
 
         @functools.wraps(factory)
         def with_checked_generate(*args: Any, **kwargs: Any) -> Solver:
             solve = factory(*args, **kwargs)
 
             async def checked(state: TaskState, generate: Generate) -> TaskState:
-                check_role_bindings()  # a role panel fails here, before the target answers
+                check_role_bindings(roles)  # a panel on a role it calls fails here, before the target answers
                 return await solve(state, checked_generate(generate, factory.__name__))
 
             return checked

@@ -7,16 +7,14 @@ from typing import Any
 
 from inspect_ai.log import transcript
 from inspect_ai.model import ContentImage, Model, ModelOutput
+from inspect_ai.solver import TaskState
 
 from vlmguard_eval.core.messages import context_overflow, user_turn
 from vlmguard_eval.core.options import role_config, role_defaults
-from vlmguard_eval.core.roles import role_model
+from vlmguard_eval.core.roles import JUDGE_ROLE, role_model
 
 from .prompts import JudgePrompt
 from .verdicts import Verdict
-
-JUDGE_ROLE = "grader"
-
 
 JUDGE_PROMPT_VERSION = "v2"
 
@@ -57,7 +55,7 @@ async def ask_judge(
     return Verdict(raw=raw, label=parse(raw))
 
 
-def target_generation(model: str) -> dict[str, Any]:
+def target_generation(state: TaskState) -> dict[str, Any]:
     """The generation settings of the target call that produced this sample's answer (from the
     transcript), for the log.
 
@@ -67,18 +65,15 @@ def target_generation(model: str) -> dict[str, Any]:
     call is not always the answer's: the answer's call is the one whose output message is the answer;
     else (a defense wrote a target reply in as the answer) the last target call that returned the
     answer's text; else (the answer is a defense's own text, a guard's refusal) the last target call.
+    The scorer's own state names the answer, so re-scoring a log (`rejudge`) records the same call.
     """
     from inspect_ai.event import ModelEvent
 
-    # Inspect 0.3.285 has no public accessor for the running sample's state (its scorers are given it, but
-    # the scorers here call this with the model name only)
-    from inspect_ai.solver._task_state import sample_state
-
+    model = str(state.model)
     calls = [e for e in transcript().events if isinstance(e, ModelEvent) and e.role is None and e.model == model]
     if not calls:
         return {}
-    state = sample_state()
-    answer: ModelOutput | None = state.output if state is not None and state.output.choices else None
+    answer: ModelOutput | None = state.output if state.output.choices else None
     chosen = calls[-1]
     if answer is not None:
         answer_id = answer.message.id

@@ -751,7 +751,8 @@ class TransformersVLM(ModelAPI):
         # unless the user set max_connections or adaptive_connections, take Inspect's static path, which holds
         # max_connections() below (and makes it a local target's default max_samples). `config` is the very
         # object get_model makes this model's Model.config, which is what Inspect reads for both (models named
-        # together in one `--model a,b` share that object, so they all take the static path).
+        # together in one `inspect eval --model a,b` share that object, so all take the static path there; our grid and
+        # `run` resolve each model with a config of its own).
         if config.max_connections is None and config.adaptive_connections is None:
             config.adaptive_connections = False
         # Inspect looks up each model event's name for a context window (its live session's usage chip); a name
