@@ -13,6 +13,7 @@ is kept beside, under its own name (`mcqa_correct_of_answered`).
 from inspect_ai.scorer import Score, Scorer, Target, scorer
 from inspect_ai.solver import TaskState
 
+from vlmguard_eval.core.measures import NOT_APPLICABLE
 from vlmguard_eval.judging.calls import target_generation
 from vlmguard_eval.judging.option_letters import read_option_letter
 
@@ -40,8 +41,10 @@ def mcqa_letter() -> Scorer:
             value={
                 "mcqa_correct": int(reading.letter == target.text),
                 "mcqa_no_letter": int(reading.letter is None),
-                # no vote where the reply gave no letter: over epochs, the answered epochs decide
-                "mcqa_correct_of_answered": None if reading.letter is None else int(reading.letter == target.text),
+                # does not apply where the reply gave no letter: left out, and over epochs the answered ones decide
+                "mcqa_correct_of_answered": NOT_APPLICABLE
+                if reading.letter is None
+                else int(reading.letter == target.text),
             },
             answer=reading.letter or "",
             explanation=f"parsed letter {reading.letter!r} ({reading.reason}), correct {target.text!r}",

@@ -426,3 +426,16 @@ def test_report_shows_the_official_mmsb_table(shared_data: Path, tmp_path: Path)
     assert "| scenario | TYPO | text | pooled over image types (no text) |" in board
     assert "| 13-Gov_Decision | 100.0 | 100.0 | 100.0 |" in board
     assert "| 01-Illegal_Activitiy | 0.0 | 0.0 | 0.0 |" in board
+
+
+def test_mcqa_answered_only_accuracy_counts_the_answered_epochs() -> None:
+    """A reply without a letter casts no vote on the answered-only rate: over epochs the answered ones decide,
+    a tie among them is undecided, and an item never answered is left out (the headline counts it as wrong)."""
+    from vlmguard_eval.core.measures import NOT_APPLICABLE
+    from vlmguard_eval.core.reduction import reduce_key
+
+    key = "mcqa_correct_of_answered"
+    assert reduce_key(key, [NOT_APPLICABLE, 1, NOT_APPLICABLE]) == 1
+    assert reduce_key(key, [NOT_APPLICABLE, 1, 0]) is None
+    assert reduce_key(key, [NOT_APPLICABLE] * 3) == NOT_APPLICABLE
+    assert reduce_key("mcqa_correct", [0, 1, 0]) == 0

@@ -36,7 +36,7 @@ MEASURES: dict[str, Measure] = {
     # item whose epochs tie (an even --epochs) is undecided (None) and counted
     "mcqa_correct": Measure("MCQA accuracy %", 100, True, axis="helpfulness"),
     "mcqa_no_letter": Measure("MCQA no letter %", 100),
-    # the accuracy over replies that gave a letter (None where none did), beside the official headline above
+    # the accuracy over replies that gave a letter (NOT_APPLICABLE where none did), beside the official headline
     "mcqa_correct_of_answered": Measure("MCQA accuracy of answered %", 100),
     # pooled over every scenario and image type the run has (named in the benchmark's column); the
     # official per scenario x image type table is a separate section of the report

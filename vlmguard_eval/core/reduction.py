@@ -28,4 +28,7 @@ def mean_of_parsed_values(values: list[Any]) -> float | None:
 def reduce_key(key: str, values: list[Any], mean_keys: tuple[str, ...] = MEAN_KEYS) -> Any:
     if all(v == NOT_APPLICABLE for v in values):
         return NOT_APPLICABLE
-    return mean_of_parsed_values(values) if key in mean_keys else mode_of_parsed_values(values)
+    if key in mean_keys:
+        return mean_of_parsed_values(values)
+    # an epoch the measure does not apply to casts no vote (MCQA's accuracy of answered, where a reply gave no letter)
+    return mode_of_parsed_values([v for v in values if v != NOT_APPLICABLE])
