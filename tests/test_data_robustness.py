@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import gen_record, png_bytes
-from vlmguard_eval.data import common
+from vlmguard_eval.core import messages
 from vlmguard_eval.data.common import INPUT_HASH_KEY, LOAD_ERROR_KEY, DataError, choose
 from vlmguard_eval.data.figstep import load_figstep
 from vlmguard_eval.data.mm_safetybench import load_mm_safetybench
@@ -142,7 +142,7 @@ def test_figstep_official_images_are_confined_to_their_folder_and_bounded(
     (tmp_path / "outside.png").write_bytes(png_bytes())
     (folder / "query_ForbidQI_1_2_6.png").symlink_to(tmp_path / "outside.png")
     (folder / "query_ForbidQI_1_3_6.png").write_bytes(b"\x00" * 5000)
-    monkeypatch.setattr(common, "MAX_IMAGE_BYTES", 1000)
+    monkeypatch.setattr(messages, "MAX_IMAGE_BYTES", 1000)  # the bound the loaders check against
     for images in ("official", "auto"):
         errors = errors_of(load_rows(root, images=images))
         assert errors["figstep/1_1"] is None

@@ -136,7 +136,9 @@ def test_siuo_paths_escaping_the_root_fail_alone(tmp_path: Path) -> None:
 
 
 def test_oversized_image_file_fails_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(common, "MAX_IMAGE_BYTES", 1000)
+    from vlmguard_eval.core import messages
+
+    monkeypatch.setattr(messages, "MAX_IMAGE_BYTES", 1000)  # the bound the loaders check against
     root = write_raw(tmp_path, json.dumps([gen_record(1), gen_record(2, image="big.png")]))
     (root / "images" / "big.png").write_bytes(b"\x00" * 5000)
     errors = errors_of(load_siuo("gen", str(root)))
@@ -418,6 +420,7 @@ def test_image_bytes_are_bounded_before_decoding(tmp_path: Path, monkeypatch: py
     data = io.BytesIO()
     Image.frombytes("RGB", (64, 64), noise).save(data, format="PNG")
     assert len(data.getvalue()) > 4000
+    assert messages.MAX_IMAGE_BYTES == 20 * 1024 * 1024  # Inspect's own 20 MiB
     monkeypatch.setattr(messages, "MAX_IMAGE_BYTES", 4000)
     decoded: list[object] = []
     real_b64decode = messages.base64.b64decode
@@ -431,7 +434,7 @@ def test_image_bytes_are_bounded_before_decoding(tmp_path: Path, monkeypatch: py
         messages.check_image_file(path)
     with pytest.raises(ValueError, match=r"image has [\d,]+ bytes \(limit 4,000\)"):
         messages.read_image(path)
-    assert common.MAX_IMAGE_BYTES == 20 * 1024 * 1024  # the loaders keep the same bound (Inspect's own 20 MiB)
+    assert common.check_image_bytes is messages.check_image_bytes  # the loaders keep the same bound
 
 
 def test_an_eps_image_fails_only_its_sample_naming_its_file(tmp_path: Path) -> None:

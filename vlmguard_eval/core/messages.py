@@ -68,10 +68,10 @@ def check_image_size(width: int, height: int) -> None:
         raise ValueError(f"image aspect ratio {ratio:.0f}:1 too extreme: {width}x{height} (limit {limit})")
 
 
-def check_image_bytes(size: int) -> None:
-    """Raise ValueError when an image of `size` bytes is over MAX_IMAGE_BYTES."""
+def check_image_bytes(size: int, what: str = "image") -> None:
+    """Raise ValueError when an image of `size` bytes is over MAX_IMAGE_BYTES (`what`: how the message names it)."""
     if size > MAX_IMAGE_BYTES:
-        raise ValueError(f"image has {size:,} bytes (limit {MAX_IMAGE_BYTES:,})")
+        raise ValueError(f"{what} has {size:,} bytes (limit {MAX_IMAGE_BYTES:,})")
 
 
 def _format_name(source: io.BytesIO | Path) -> str | None:

@@ -17,7 +17,7 @@ from typing import Any
 from inspect_ai.dataset import Sample
 
 import vlmguard_eval
-from vlmguard_eval.core.messages import MAX_IMAGE_BYTES, image_prompt
+from vlmguard_eval.core.messages import check_image_bytes, image_prompt
 
 LOAD_ERROR_KEY = "load_error"
 # a hash of what the model is shown (text and image bytes): the report pairs two runs only on equal inputs
@@ -211,8 +211,10 @@ def resolve_image(root: Path, relative: str, ref: RecordRef, field: str = "image
     except (OSError, RuntimeError) as ex:  # a name too long, a link loop (RuntimeError on 3.11), no permission
         reason = getattr(ex, "strerror", None) or str(ex)
         raise ref.error(field, f"image path {relative[:80]!r} unusable: {reason}") from None
-    if size > MAX_IMAGE_BYTES:
-        raise ref.error(field, f"image file has {size:,} bytes (limit {MAX_IMAGE_BYTES:,})")
+    try:
+        check_image_bytes(size, "image file")
+    except ValueError as ex:
+        raise ref.error(field, str(ex)) from None
     return path
 
 
