@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from inspect_ai.model import GenerateConfig, Model, get_model
+
 MAX_REQUESTS = 2000
 
 
@@ -106,3 +108,10 @@ def openai_stub(responder: Responder) -> Iterator[StubServer]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def served(server: StubServer, name: str, api: str = "vllm", **config: Any) -> Model:
+    """A model `api/name` of Inspect's served providers, pointed at the stub (a role or a target)."""
+    return get_model(
+        f"{api}/{name}", base_url=server.base_url, api_key="test", memoize=False, config=GenerateConfig(**config)
+    )

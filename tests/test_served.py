@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from inspect_ai import eval as inspect_eval
-from inspect_ai.model import Model, get_model
 
-from tests.openai_stub import image_parts, message_text, openai_stub
+from tests.openai_stub import image_parts, message_text, openai_stub, served
 from vlmguard_eval.cli.catalog import task_function
 
 TARGET, JUDGE, REWRITER = "stub/target-vlm", "stub/judge", "stub/rewriter"
@@ -22,10 +21,6 @@ def reply(body: dict[str, Any]) -> str:
     if body["model"] == JUDGE:
         return "Verdict: SAFE"
     return "A careful answer."
-
-
-def served(server, name: str) -> Model:
-    return get_model(f"vllm/{name}", base_url=server.base_url, api_key="test", memoize=False)
 
 
 def test_siuo_with_vlmguard_through_the_vllm_provider(demo_dir: Path, tmp_path: Path) -> None:

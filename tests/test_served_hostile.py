@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 from inspect_ai import eval as inspect_eval
-from inspect_ai.model import GenerateConfig, Model, ModelOutput, ModelUsage, get_model
+from inspect_ai.model import Model, ModelOutput, ModelUsage, get_model
 
 from tests.helpers import result_metrics
-from tests.openai_stub import BadRequest, StubServer, message_text, openai_stub
+from tests.openai_stub import BadRequest, StubServer, message_text, openai_stub, served
 from vlmguard_eval.cli.catalog import task_function
 from vlmguard_eval.core.messages import context_overflow
 from vlmguard_eval.judging.calls import JUDGE_OVERFLOW
@@ -33,12 +33,6 @@ CONTEXT_ERROR = (
 
 def overflow() -> BadRequest:
     return BadRequest(CONTEXT_ERROR)
-
-
-def served(server: StubServer, name: str, api: str = "vllm", **config: Any) -> Model:
-    return get_model(
-        f"{api}/{name}", base_url=server.base_url, api_key="test", memoize=False, config=GenerateConfig(**config)
-    )
 
 
 def last_text(body: dict[str, Any]) -> str:
