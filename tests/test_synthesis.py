@@ -270,6 +270,31 @@ def test_spa_vl_adapter_published_parquet(tmp_path: Path) -> None:
     assert "record #2 (id 3.jpg): field 'image': unreadable image" in str(records[2])
 
 
+def test_spa_vl_embedded_images_take_the_loaders_checks(tmp_path: Path) -> None:
+    """An embedded image is refused by format, bit depth and pixel bounds as any loader's image is, before it is
+    written to the cache (no EPS opener, which would start Ghostscript, ever runs)."""
+    import io
+
+    from PIL import Image
+
+    def png(image: Image.Image) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 1 1\nshowpage\n"
+    images = [eps, png(Image.new("I;16", (4, 4))), png(Image.new("RGB", (20_000, 1)))]
+    rows = [
+        {"image": {"bytes": data, "path": None}, "question": "q", "chosen": "x", "rejected": "y", "image_name": f"{i}"}
+        for i, data in enumerate(images)
+    ]
+    load = spa_vl(str(write_spa_vl(tmp_path / "data", rows)))
+    errors = [str(c.materialize()) for c in load.candidates]
+    assert "record #0 (id 0): field 'image': image format EPS is not accepted" in errors[0]
+    assert "record #1 (id 1): field 'image': image mode I;16" in errors[1]
+    assert "record #2 (id 2): field 'image':" in errors[2] and "20000" in errors[2].replace(",", "")
+
+
 def test_spa_vl_hub_needs_a_pinned_revision() -> None:
     with pytest.raises(ValueError, match="no pinned revision"):
         spa_vl("hub")

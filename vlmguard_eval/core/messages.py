@@ -139,6 +139,15 @@ def check_image_file(path: Path) -> None:
     _open_checked(path).close()
 
 
+def check_image_data(data: bytes) -> str:
+    """Check image bytes as `check_image_file` checks a file, then verify their integrity (Pillow's `verify`,
+    still no pixel kept): the format name, for a file written from them."""
+    check_image_bytes(len(data))
+    with _open_checked(io.BytesIO(data)) as image:
+        image.verify()
+        return image.format or "IMG"
+
+
 def decode_image(uri: str) -> Image.Image:
     """Decode a data URI into a fully loaded RGB image, refusing images outside the bounds above (the
     payload's length is checked before it is decoded)."""

@@ -25,7 +25,6 @@ Published formats (fields, counts, licences: see the README's "Training the rewr
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import tarfile
 from collections import Counter
@@ -34,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vlmguard_eval.core.messages import check_image_data
 from vlmguard_eval.core.paths import cache_dir
 from vlmguard_eval.data.common import DataError, RecordRef, read_json, require_fields, resolve_image
 
@@ -244,15 +244,13 @@ def _image_store(source: str) -> Path:
 
 def write_image_bytes(data: bytes, source: str, ref: RecordRef, field_name: str = "image") -> Path:
     """Write an embedded image to the cache (named by its content hash), checking that it decodes."""
-    from PIL import Image
-
     if not data:
         raise ref.error(field_name, "no image bytes")
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.verify()
-            suffix = (image.format or "img").lower()
-    except Exception as ex:  # Pillow raises many types for corrupt data
+        suffix = check_image_data(data).lower()  # the loaders' bounds and accepted formats, from the header
+    except ValueError as ex:
+        raise ref.error(field_name, str(ex)) from None
+    except Exception as ex:  # `verify` raises many types for corrupt data
         raise ref.error(field_name, f"unreadable image: {type(ex).__name__}: {ex}") from None
     path = _image_store(source) / f"{hashlib.sha256(data).hexdigest()[:24]}.{suffix}"
     if not path.is_file():
