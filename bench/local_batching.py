@@ -111,9 +111,8 @@ def main() -> None:
     stops = vlm.stop_ids
 
     def inputs_for(batch: list) -> Any:
-        inputs = vlm.processor(
-            text=[r[0] for r in batch], images=[r[1][0] for r in batch], return_tensors="pt", padding=True
-        ).to(vlm.device)
+        # hfvlm's own tokenization (its BOS rule included): the outputs are compared token id for token id
+        inputs = vlm.model_inputs([r[0] for r in batch], [r[1][0] for r in batch]).to(vlm.device)
         inputs["pixel_values"] = inputs["pixel_values"].to(vlm.torch_dtype)
         return inputs
 

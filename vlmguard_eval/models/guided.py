@@ -42,7 +42,7 @@ class SentenceSampler:
         self.vlm = vlm
         tokenizer = vlm.tokenizer
         prompt, images = vlm.render(input, chat_template)
-        self.inputs = vlm.processor(text=[prompt], images=images or None, return_tensors="pt")
+        self.inputs = vlm.model_inputs([prompt], images)  # the BOS rule of every hfvlm prompt
         self.prefix_ids: list[int] = tokenizer(prefix, add_special_tokens=False)["input_ids"]
         self.eos_id: int = tokenizer.eos_token_id
         self.period_id: int = tokenizer.convert_tokens_to_ids(".")

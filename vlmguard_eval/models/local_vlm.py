@@ -65,7 +65,7 @@ from PIL import Image
 
 from vlmguard_eval.core.messages import check_image_size, decode_image
 from vlmguard_eval.models.batching import MicroBatcher
-from vlmguard_eval.models.chat_templates import resolve_chat_template
+from vlmguard_eval.models.chat_templates import prompt_inputs, resolve_chat_template, tokenizer_bos_id
 
 DEFAULT_MAX_NEW_TOKENS = 512
 # the most pixels one image may become inside the processor (after its own resizing rule)
@@ -300,6 +300,8 @@ class LoadedVLM:
         self.tokenizer.padding_side = "left"  # batched generation continues from the right edge
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        # the BOS the tokenizer adds by default (None: none), probed once: model_inputs puts it in front of prompts
+        self.bos_id = tokenizer_bos_id(self.tokenizer)
         self._torch = torch
         # bytes the kept static caches may take (None: no limit), set at the first cache: a share of the GPU
         # memory then free, after every model of the run (all roles load before the first sample) is in
@@ -404,6 +406,12 @@ class LoadedVLM:
             raise RequestError(f"prompt holds {prompt.count(token)} image slots for {len(images)} images")
         return prompt, images, neutralised
 
+    def model_inputs(self, prompts: list[str], images: list[Image.Image] | None = None, **kwargs: Any) -> Any:
+        """The processor's batch (left padded, on the CPU) for rendered prompts and all their images in order: every
+        prompt tokenized as training tokenizes it, with exactly one BOS where this tokenizer adds one
+        (chat_templates.prompt_inputs). Every path that feeds this model a prompt goes through here."""
+        return prompt_inputs(self.processor, prompts, images, self.bos_id, **kwargs)
+
     def run_batch(self, requests: list[Request]) -> list[Result | Exception]:
         """Generate for a batch (one at a time on these weights): requests with equal settings share a
         `generate` call, except seeded sampled ones, which run one by one (each call samples all its rows from
@@ -485,9 +493,7 @@ class LoadedVLM:
         if self.decode != "dynamic":  # pad to the cache's row count with copies; their outputs are dropped
             requests = requests + [requests[-1]] * (padded_rows(real_rows) - real_rows)
         images = [image for request in requests for image in request.images]
-        inputs = self.processor(
-            text=[r.prompt for r in requests], images=images or None, return_tensors="pt", padding=True
-        )
+        inputs = self.model_inputs([r.prompt for r in requests], images)
         sampling: dict[str, Any] = {}
         if key.do_sample:
             sampling = {

@@ -52,10 +52,15 @@ def tiny_llama_config(tokenizer, with_special_ids: bool = True, **extra):  # -> 
 
 
 def tiny_tokenizer(
-    extra_specials: tuple[str, ...] = (), corpus: list[str] | None = None, vocab_size: int = 320
+    extra_specials: tuple[str, ...] = (),
+    corpus: list[str] | None = None,
+    vocab_size: int = 320,
+    added_specials: str | None = None,
 ):  # -> PreTrainedTokenizerFast
-    """A byte-level BPE tokenizer trained on a few lines (any text still encodes)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    """A byte-level BPE tokenizer trained on a few lines (any text still encodes). It adds no special tokens to
+    text unless `added_specials` is a `tokenizers` TemplateProcessing pattern for one text, such as "<s> $A" (the
+    BOS Llama's tokenizers add) or "<s> $A </s>"."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     specials = ["<unk>", "<s>", "</s>", "<pad>", "<image>", *extra_specials]
@@ -66,6 +71,11 @@ def tiny_tokenizer(
         vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
     bpe.train_from_iterator(corpus or _CORPUS, trainer)
+    if added_specials is not None:
+        named = [t for t in ("<s>", "</s>") if t in added_specials.split()]
+        bpe.post_processor = processors.TemplateProcessing(
+            single=added_specials, special_tokens=[(t, bpe.token_to_id(t)) for t in named]
+        )
     return PreTrainedTokenizerFast(
         tokenizer_object=bpe,
         unk_token="<unk>",
@@ -76,10 +86,22 @@ def tiny_tokenizer(
     )
 
 
-def build_tiny_vlm(path: str | Path, seed: int = 0, image_size: int = 30, patch_size: int = 15) -> Path:
-    """Write a tiny LLaVA checkpoint (safetensors, processor, chat template) to `path`."""
+def build_tiny_vlm(
+    path: str | Path,
+    seed: int = 0,
+    image_size: int = 30,
+    patch_size: int = 15,
+    added_specials: str | None = None,
+    template_bos: bool = False,
+) -> Path:
+    """Write a tiny LLaVA checkpoint (safetensors, processor, chat template) to `path`. By default its tokenizer
+    adds no BOS and its template renders none; `added_specials="<s> $A"` makes the tokenizer add one (as
+    LLaVA-1.5's Llama tokenizer does) and `template_bos` makes the template render `bos_token` first (as
+    Mllama's and Gemma-3's do): the cases of the BOS rule (models.chat_templates)."""
     vision = dict(**TINY_LAYERS, image_size=image_size, patch_size=patch_size, projection_dim=16)
-    return _build_llava(Path(path), tiny_tokenizer(), vision, {}, seed=seed)
+    tokenizer = tiny_tokenizer(added_specials=added_specials)
+    template = "{{ bos_token }}" + _CHAT_TEMPLATE if template_bos else _CHAT_TEMPLATE
+    return _build_llava(Path(path), tokenizer, vision, {}, seed=seed, chat_template=template)
 
 
 # Real VLM shapes with random weights, for GPU benchmarks (nothing to download): LLaVA-1.5's CLIP ViT-L/14-336
@@ -130,6 +152,7 @@ def _build_llava(
     device: str = "cpu",
     dtype: str = "float32",
     feature_layer: int = -1,
+    chat_template: str = _CHAT_TEMPLATE,
 ) -> Path:
     import torch
     from transformers import (
@@ -145,7 +168,7 @@ def _build_llava(
         patch_size=vision_shape["patch_size"],
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,
-        chat_template=_CHAT_TEMPLATE,
+        chat_template=chat_template,
     )
     config = LlavaConfig(
         vision_config=CLIPVisionConfig(**vision_shape),

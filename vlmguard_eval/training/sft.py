@@ -13,6 +13,9 @@ trained output>}`. Training feeds the model what the local provider (`hfvlm`) fe
 Every neutralised string and every dropped example is counted in OUTPUT_DIR/data_report.json.
 TRL's collator processes each example once per visit (no cached tokenized copy) and puts the loss
 on the completion tokens only (`completion_only_loss`, TRL's default for prompt-completion rows).
+It is handed text we render ourselves (the prompt exactly as `LoadedVLM.prepare` renders it), and its
+batch gets the BOS rule of `models.chat_templates` (one BOS where the tokenizer adds one), so the prompt's
+token ids are the ones `hfvlm` feeds the model at inference.
 
 Arguments are TRL's own: `TrlParser((RewriterDataArguments, SFTConfig, ModelConfig))`, so every
 SFTConfig / ModelConfig flag and `--config FILE.yaml` work; launches are TRL's / accelerate's
@@ -39,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmguard_eval.core.messages import read_image
+from vlmguard_eval.models.chat_templates import tokenizer_bos_id, with_bos
 from vlmguard_eval.models.local_vlm import as_data, special_strings, to_hf_messages
 from vlmguard_eval.rewriter.prompts import rewriter_messages
 
@@ -180,21 +184,56 @@ def _strip_nulls(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 class TrainingCollator:
     """TRL's vision collator, fed each example as the local provider feeds the model at inference: its image
     read by `core.messages.read_image` (not datasets' decoder, which keeps an alpha channel for the processor
-    to composite and applies EXIF rotation), its content parts without the empty keys Arrow adds."""
+    to composite and applies EXIF rotation), its prompt rendered by the processor's chat template exactly as
+    `LoadedVLM.prepare` renders it, and the batch given the provider's BOS rule (`with_bos`).
+
+    TRL tokenizes prompt and completion with add_special_tokens=False "to avoid adding the BOS twice", so a
+    checkpoint whose tokenizer adds a BOS (LLaVA-1.5's) would train with none and be served with one; the BOS
+    goes in as an id after TRL's collation, as at inference (as text it would retokenize the first word of a
+    Llama prompt). TRL's output is flushed left, so the BOS takes the front of each row, labelled -100."""
 
     def __init__(self, collator: Any) -> None:
         self.collator = collator
+        self.processor = collator.processor
+        self.bos_id = tokenizer_bos_id(self.processor.tokenizer)
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        return self.collator([self.example(e) for e in examples])
+        import torch
 
-    @staticmethod
-    def example(row: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "images": [read_image(path) for path in row["images"]],
-            "prompt": _strip_nulls(row["prompt"]),
-            "completion": _strip_nulls(row["completion"]),
-        }
+        batch = self.collator([self.example(e) for e in examples])
+        batch = with_bos(batch, self.bos_id, self.processor.tokenizer.pad_token_id, "right")
+        max_length = getattr(self.collator, "max_length", None)
+        shape = tuple(batch["input_ids"].shape)
+        if max_length is not None and shape[1] > max_length:  # TRL's truncation, counting the BOS
+            for key, tensor in list(batch.items()):
+                if torch.is_tensor(tensor) and not tensor.is_floating_point() and tuple(tensor.shape[:2]) == shape:
+                    batch[key] = tensor[:, :max_length]
+        return batch
+
+    def example(self, row: dict[str, Any]) -> dict[str, Any]:
+        prompt, completion = render_prompt_completion(
+            self.processor, _strip_nulls(row["prompt"]), _strip_nulls(row["completion"])
+        )
+        return {"images": [read_image(path) for path in row["images"]], "prompt": prompt, "completion": completion}
+
+
+def render_prompt_completion(
+    processor: Any, prompt: list[dict[str, Any]], completion: list[dict[str, Any]]
+) -> tuple[str, str]:
+    """The prompt as inference renders it (add_generation_prompt) and the completion as the rest of the whole
+    conversation's rendering. TRL would cut the prompt to the common prefix of the two renderings, silently
+    training on a prompt inference never sends; a template whose whole rendering does not start with the
+    prompt's is an error here instead."""
+    rendered = processor.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+    whole = processor.apply_chat_template(prompt + completion, add_generation_prompt=False, tokenize=False)
+    if not whole.startswith(rendered):
+        at = next((i for i, (a, b) in enumerate(zip(rendered, whole, strict=False)) if a != b), len(whole))
+        raise ValueError(
+            "the chat template renders the prompt with the reply differently from the prompt alone (they part at "
+            f"character {at}: {rendered[at : at + 40]!r} vs {whole[at : at + 40]!r}), so training could not "
+            "give the prompt inference gives; use a template whose assistant turn extends the generation prompt"
+        )
+    return rendered, whole[len(rendered) :]
 
 
 def training_collator(processor: Any) -> TrainingCollator:
