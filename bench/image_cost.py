@@ -51,7 +51,7 @@ def main() -> None:
     vlm = model.api.vlm
     question = [ChatMessageUser(content=[ContentImage(image=uri), ContentText(text="What is this?")])]
     prompt, images = vlm.render(question)
-    pixels = vlm.model_inputs([prompt], images)["pixel_values"]
+    pixels = vlm.model_inputs([prompt], [images])["pixel_values"]
     print(f"processor output: pixel_values {tuple(pixels.shape)}")
 
     async def call() -> float:

@@ -112,7 +112,7 @@ def main() -> None:
 
     def inputs_for(batch: list) -> Any:
         # hfvlm's own tokenization (its BOS rule included): the outputs are compared token id for token id
-        inputs = vlm.model_inputs([r[0] for r in batch], [r[1][0] for r in batch]).to(vlm.device)
+        inputs = vlm.model_inputs([r[0] for r in batch], [r[1] for r in batch]).to(vlm.device)
         inputs["pixel_values"] = inputs["pixel_values"].to(vlm.torch_dtype)
         return inputs
 

@@ -115,13 +115,17 @@ def with_bos(batch: Any, bos_id: int | None, pad_id: int | None, padding_side: s
 
 
 def prompt_inputs(
-    processor: Any, prompts: list[str], images: list[Any] | None, bos_id: int | None, **kwargs: Any
+    processor: Any, prompts: list[str], images: list[list[Any]] | None, bos_id: int | None, **kwargs: Any
 ) -> Any:
     """The model inputs (left padded) for rendered prompts and their images, under the BOS rule above; `bos_id`
-    is tokenizer_bos_id(processor.tokenizer), probed once by the caller."""
+    is tokenizer_bos_id(processor.tokenizer), probed once by the caller. `images` holds one list per prompt (empty
+    for a text-only one): Gemma-3's, Mllama's and SmolVLM's processors need images nested by prompt to batch,
+    and LLaVA's, LLaVA-NeXT's, Idefics3's and Qwen2-VL's accept it; no image at all is None."""
+    if images is not None and len(images) != len(prompts):
+        raise ValueError(f"{len(prompts)} prompts but {len(images)} image lists: give one list per prompt")
     inputs = processor(
         text=prompts,
-        images=images or None,
+        images=[list(own) for own in images] if images and any(images) else None,
         return_tensors="pt",
         padding=True,
         padding_side="left",

@@ -10,6 +10,7 @@ continuation of exactly the committed tokens.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,11 +25,13 @@ class Sentence:
     end: SentenceEnd
 
 
-def split_sentence(new_ids: list[int], eos_id: int, period_id: int, cap: int) -> Sentence:
-    """The first sentence of freshly sampled ids: up to and including the first EOS or "." token, else
-    the first `cap` ids (generation pads finished rows after their end token)."""
+def split_sentence(new_ids: list[int], eos_id: int | Collection[int], period_id: int, cap: int) -> Sentence:
+    """The first sentence of freshly sampled ids: up to and including the first end-of-turn token (`eos_id`: one
+    id, or every id that ends the model's turn) or "." token, else the first `cap` ids (generation pads finished
+    rows after their end token)."""
+    ends = {eos_id} if isinstance(eos_id, int) else set(eos_id)
     for index, token in enumerate(new_ids[:cap]):
-        if token == eos_id:
+        if token in ends:
             return Sentence(new_ids[: index + 1], "eos")
         if token == period_id:
             return Sentence(new_ids[: index + 1], "period")
@@ -42,9 +45,12 @@ class SentenceSampler:
         self.vlm = vlm
         tokenizer = vlm.tokenizer
         prompt, images = vlm.render(input, chat_template)
-        self.inputs = vlm.model_inputs([prompt], images)  # the BOS rule of every hfvlm prompt
+        self.inputs = vlm.model_inputs([prompt], [images])  # the BOS rule of every hfvlm prompt
         self.prefix_ids: list[int] = tokenizer(prefix, add_special_tokens=False)["input_ids"]
         self.eos_id: int = tokenizer.eos_token_id
+        # every id that ends the target's turn, as its own generation stops (the checkpoint's EOS list: Gemma-3's
+        # <end_of_turn>, Llama-3's <|eot_id|>), not only the tokenizer's EOS; the pad is not an end
+        self.end_ids: list[int] = sorted(vlm.end_ids)
         self.period_id: int = tokenizer.convert_tokens_to_ids(".")
         if self.period_id is None or self.period_id == tokenizer.unk_token_id:
             raise ValueError("the target's tokenizer has no '.' token, which ends a sentence in ETA's decoding")
@@ -79,8 +85,8 @@ class SentenceSampler:
                 repetition_penalty=1.0,
                 max_new_tokens=cap,
                 num_return_sequences=n,
-                eos_token_id=[self.eos_id, self.period_id],
+                eos_token_id=[*self.end_ids, self.period_id],  # replaces the checkpoint's list: it holds it all
                 pad_token_id=self.vlm.tokenizer.pad_token_id,
             )
         start = ids.shape[1]
-        return [split_sentence(row[start:].tolist(), self.eos_id, self.period_id, cap) for row in output]
+        return [split_sentence(row[start:].tolist(), self.end_ids, self.period_id, cap) for row in output]

@@ -19,8 +19,11 @@ puts them back as they were (sampling_rng); unseeded sampling never waits for it
 models (an unseeded call sampling on the same device at that very moment could draw from the seeded stream).
 
 The checkpoint's generation_config.json (top_k, top_p, repetition_penalty, ...) applies to every setting a
-request leaves unset, as in transformers and Inspect's own `hf/` provider; each output's metadata names the
-ones that applied (`checkpoint_generation_config`). `-M generation_config=plain` drops them (token ids kept):
+request leaves unset, except sampling itself: a request without a temperature is decoded greedily even where
+the checkpoint says do_sample=True (Gemma-3, Llama-3.2-Vision), so an eval is deterministic by default, unlike
+transformers and Inspect's `hf/` provider; such an output's metadata says `checkpoint_sampling_overridden`.
+Each output's metadata names the checkpoint settings that applied (`checkpoint_generation_config`).
+`-M generation_config=plain` drops them (token ids kept):
 transformers' own defaults apply instead (top_k=50 when sampling without a top_k).
 
 Decoding (`-M decode=...`): eager decoding of a 7B model is bound by Python and kernel launches, not by the
@@ -148,6 +151,38 @@ def as_data(text: str, specials: tuple[str, ...]) -> tuple[str, int]:
     return text, count
 
 
+def system_as_text(message: dict[str, Any]) -> dict[str, Any]:
+    """A system message with its text parts joined into one string (images, if any, keep the parts form)."""
+    parts = message["content"]
+    if message["role"] != "system" or not isinstance(parts, list) or any(p["type"] != "text" for p in parts):
+        return message
+    return {**message, "content": "".join(p["text"] for p in parts)}
+
+
+def wants_system_text(processor: Any, chat_template: str | None = None) -> bool:
+    """Whether a chat template wants a system message's content as a string, found by rendering a marker both
+    ways: Llama-3.2-Vision's does `content | trim`, which prints a list of parts as Python syntax; Gemma-3's,
+    LLaVA-NeXT's and Idefics3's index the list. Parts are kept unless only the string renders the marker
+    verbatim (as do templates rejecting system messages: their error then names it). Inference (`prepare`) and
+    training (`training.sft`) both follow it."""
+    marker = "SYSTEM-MARKER-7431"
+    user = {"role": "user", "content": [{"type": "text", "text": "Hello"}]}
+
+    def renders(content: Any) -> bool:
+        try:
+            prompt = processor.apply_chat_template(
+                [{"role": "system", "content": content}, user],
+                add_generation_prompt=True,
+                tokenize=False,
+                chat_template=chat_template,
+            )
+        except Exception:  # a template refusing system messages renders neither form
+            return False
+        return marker in prompt and "'type'" not in prompt and '"type"' not in prompt
+
+    return not renders([{"type": "text", "text": marker}]) and renders(marker)
+
+
 def to_hf_messages(
     input: list[ChatMessage], specials: tuple[str, ...] = ()
 ) -> tuple[list[dict[str, Any]], list[Image.Image], int]:
@@ -201,6 +236,31 @@ def processed_size(size_config: dict[str, Any] | None, width: int, height: int) 
     return round(height * scale), round(width * scale)
 
 
+def pixel_budget_rule(image_processor: Any) -> bool:
+    """Whether `image_processor` resizes by Qwen2-VL's rule (Qwen2-VL, Qwen2.5-VL): its `size` holds pixel
+    counts (shortest_edge = min_pixels, longest_edge = max_pixels), not edge lengths."""
+    has_merge = hasattr(image_processor, "merge_size") and hasattr(image_processor, "temporal_patch_size")
+    return has_merge or hasattr(image_processor, "min_pixels") or hasattr(image_processor, "max_pixels")
+
+
+def predicted_size(image_processor: Any, width: int, height: int) -> tuple[int, int]:
+    """(height, width) an image becomes in `image_processor`: Qwen's own smart_resize (imported from
+    transformers, so it cannot drift) for pixel-budget processors, else processed_size's edge rules."""
+    size = dict(getattr(image_processor, "size", None) or {})
+    if not pixel_budget_rule(image_processor):
+        return processed_size(size, width, height)
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+    min_pixels = size.get("shortest_edge", size.get("min_pixels", getattr(image_processor, "min_pixels", None)))
+    max_pixels = size.get("longest_edge", size.get("max_pixels", getattr(image_processor, "max_pixels", None)))
+    factor = int(getattr(image_processor, "patch_size", 14)) * int(getattr(image_processor, "merge_size", 2))
+    bounds = {k: int(v) for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
+    try:
+        return smart_resize(height, width, factor=factor, **bounds)
+    except ValueError as ex:  # its own refusals (an aspect ratio over 200)
+        raise RequestError(f"image {width}x{height}: {ex}") from None
+
+
 def _resolve_device(device: str) -> str:
     import torch
 
@@ -215,6 +275,20 @@ def _check_decode(decode: str, device: str) -> str:
     if decode == "graphs" and not device.startswith("cuda"):
         raise ValueError(f"hfvlm decode=graphs records CUDA graphs; this model runs on {device}: use decode=static")
     return decode
+
+
+def check_static_cache_support(config: Any, decode: str) -> None:
+    """Refuse `static`/`graphs` for models with cross-attention layers (mllama: Llama-3.2-Vision, Llama Guard 3
+    Vision): our StaticCache is sized for self-attention only and bypasses the model's own cross-attention
+    sizing, so every image request would crash. Refused at load, never silently run another way."""
+    if decode == "dynamic":
+        return
+    text = config.get_text_config(decoder=True)
+    if getattr(text, "cross_attention_layers", None) or getattr(config, "cross_attention_layers", None):
+        raise ValueError(
+            f"hfvlm decode={decode} keeps a static self-attention cache, which {config.model_type} (a model with "
+            "cross-attention layers) cannot use: load it with -M decode=dynamic"
+        )
 
 
 def padded_rows(rows: int) -> int:
@@ -257,7 +331,7 @@ class LoadedVLM:
         generation_config: str = "checkpoint",
     ) -> None:
         import torch
-        from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig
+        from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, GenerationConfig
 
         if generation_config not in GENERATION_CONFIGS:
             raise ValueError(
@@ -273,6 +347,10 @@ class LoadedVLM:
         # (a new shape, or one dropped for the budget) puts its allocation and CUDA-graph recording in the time
         self.cache_creations = 0
         self.torch_dtype = _resolve_dtype(dtype, self.device)
+        check_static_cache_support(
+            AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code), self.decode
+        )
+        self.name = path
         self.processor = AutoProcessor.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
         self.model = (
             AutoModelForImageTextToText.from_pretrained(
@@ -290,6 +368,9 @@ class LoadedVLM:
             self.model.generation_config = GenerationConfig(
                 **{name: getattr(checkpoint, name) for name in _TOKEN_IDS if getattr(checkpoint, name) is not None}
             )
+        # the checkpoint asks for sampling (Gemma-3, Llama-3.2-Vision): a request leaving temperature unset is
+        # decoded greedily all the same (our documented default), and its output's metadata says so
+        self.checkpoint_samples = bool(self.model.generation_config.do_sample)
         # the checkpoint's settings that steer decoding wherever a request leaves them unset
         self.checkpoint_decoding: dict[str, Any] = {
             name: value
@@ -314,6 +395,8 @@ class LoadedVLM:
         # time on these weights (they share the model, its processor and its static caches)
         self.run_lock = threading.Lock()
         self._batchers: dict[tuple[int, float], MicroBatcher[Request, Result]] = {}
+        # chat template -> whether its system messages take a string (system_as_text), probed once each
+        self._system_forms: dict[str, bool] = {}
         self._batchers_lock = threading.Lock()
         # the batcher of the first load's settings; a role takes its own settings' from batcher_for
         self.batcher = self.batcher_for(batch_size, batch_wait_ms)
@@ -359,10 +442,21 @@ class LoadedVLM:
         return getattr(text, "max_position_embeddings", None)
 
     @property
+    def end_ids(self) -> set[int]:
+        """Token ids that end the model's turn: the tokenizer's EOS, the checkpoint's generation_config EOS ids
+        (Gemma-3's <end_of_turn>, Llama-3's <|eot_id|>) and the processor's end-of-turn token where it names
+        one (Idefics3/SmolVLM's <end_of_utterance>, which their generation_config may not list)."""
+        found = {self.tokenizer.eos_token_id, *_as_list(self.model.generation_config.eos_token_id)}
+        end_of_turn = getattr(self.processor, "end_of_utterance_token", None)
+        if isinstance(end_of_turn, str) and end_of_turn in self.tokenizer.get_vocab():
+            found.add(self.tokenizer.convert_tokens_to_ids(end_of_turn))
+        return found - {None}
+
+    @property
     def stop_ids(self) -> set[int]:
-        """Token ids that end a row: a row's output is its new tokens before the first of them."""
-        found = {self.tokenizer.pad_token_id, self.tokenizer.eos_token_id}
-        return {*found, *_as_list(self.model.generation_config.eos_token_id)} - {None}
+        """Token ids that end a row: a row's output is its new tokens before the first of them (the end ids,
+        and the pad that fills a finished row)."""
+        return (self.end_ids | {self.tokenizer.pad_token_id}) - {None}
 
     @property
     def image_token(self) -> str | None:
@@ -378,7 +472,7 @@ class LoadedVLM:
         image_processor = getattr(self.processor, "image_processor", None)
         if image_processor is None or getattr(image_processor, "do_resize", True) is False:
             return
-        height, width = processed_size(getattr(image_processor, "size", None), *image.size)
+        height, width = predicted_size(image_processor, *image.size)
         if height * width > MAX_PROCESSED_PIXELS:
             raise RequestError(
                 f"image {image.size[0]}x{image.size[1]} would become {width}x{height} in this model's processor "
@@ -398,16 +492,38 @@ class LoadedVLM:
             self.check_image(image)
         if chat_template is None and getattr(self.processor, "chat_template", None) is None:
             raise ValueError("this checkpoint's processor has no chat template; add chat_template.jinja to it")
-        prompt = self.processor.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=False, chat_template=chat_template
-        )
+        if self.system_as_text(chat_template):
+            messages = [system_as_text(message) for message in messages]
+        prompt = self._render(messages, chat_template)
         token = self.image_token
         if token and prompt.count(token) != len(images):  # the template itself misplaced images
             raise RequestError(f"prompt holds {prompt.count(token)} image slots for {len(images)} images")
         return prompt, images, neutralised
 
-    def model_inputs(self, prompts: list[str], images: list[Image.Image] | None = None, **kwargs: Any) -> Any:
-        """The processor's batch (left padded, on the CPU) for rendered prompts and all their images in order: every
+    def _render(self, messages: list[dict[str, Any]], chat_template: str | None) -> str:
+        """The prompt by the chat template; a template refusing the conversation (Llama-3.2-Vision: a system
+        message beside an image; Llama Guard 3 Vision: any system message) fails the request, named."""
+        from jinja2 import TemplateError
+
+        try:
+            return self.processor.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=False, chat_template=chat_template
+            )
+        except TemplateError as ex:
+            raise RequestError(f"hfvlm/{self.name}: its chat template refuses this conversation: {ex}") from None
+
+    def system_as_text(self, chat_template: str | None = None) -> bool:
+        """Whether this template wants a system message's content as a string (`wants_system_text`), probed
+        once per template."""
+        template = chat_template if chat_template is not None else getattr(self.processor, "chat_template", None)
+        key = template if isinstance(template, str) else repr(template)
+        if key not in self._system_forms:
+            self._system_forms[key] = wants_system_text(self.processor, chat_template)
+        return self._system_forms[key]
+
+    def model_inputs(self, prompts: list[str], images: list[list[Image.Image]] | None = None, **kwargs: Any) -> Any:
+        """The processor's batch (left padded, on the CPU) for rendered prompts and each prompt's images (one list
+        per prompt, as Gemma-3's, Mllama's and SmolVLM's processors require and the others accept): every
         prompt tokenized as training tokenizes it, with exactly one BOS where this tokenizer adds one
         (chat_templates.prompt_inputs). Every path that feeds this model a prompt goes through here."""
         return prompt_inputs(self.processor, prompts, images, self.bos_id, **kwargs)
@@ -492,8 +608,7 @@ class LoadedVLM:
         real_rows = len(requests)
         if self.decode != "dynamic":  # pad to the cache's row count with copies; their outputs are dropped
             requests = requests + [requests[-1]] * (padded_rows(real_rows) - real_rows)
-        images = [image for request in requests for image in request.images]
-        inputs = self.model_inputs([r.prompt for r in requests], images)
+        inputs = self.model_inputs([r.prompt for r in requests], [r.images for r in requests])
         sampling: dict[str, Any] = {}
         if key.do_sample:
             sampling = {
@@ -503,6 +618,8 @@ class LoadedVLM:
             }
         if key.stop_seqs:
             sampling.update(stop_strings=list(key.stop_seqs), tokenizer=self.tokenizer)
+        if self.end_ids - set(_as_list(self.model.generation_config.eos_token_id)):  # an end the checkpoint omits
+            sampling["eos_token_id"] = sorted(self.end_ids)
         prompt_length = inputs["input_ids"].shape[1]
         input_tokens = inputs["attention_mask"].sum(dim=1).tolist()
 
@@ -786,9 +903,13 @@ class TransformersVLM(ModelAPI):
         key = gen_key(config)
         prompt, images, neutralised = self.vlm.prepare(input, self.chat_template)
         result = await self.batcher.submit(Request(prompt, images, key))
-        return self._output(result, key, neutralised)
+        # the checkpoint asks for sampling but the request left temperature unset: decoded greedily (our default)
+        overridden = config.temperature is None and self.vlm.checkpoint_samples
+        return self._output(result, key, neutralised, sampling_overridden=overridden)
 
-    def _output(self, result: Result, key: GenKey, neutralised: int = 0) -> ModelOutput:
+    def _output(
+        self, result: Result, key: GenKey, neutralised: int = 0, sampling_overridden: bool = False
+    ) -> ModelOutput:
         output = ModelOutput.from_content(
             model=self.model_name, content=result.text, stop_reason="max_tokens" if result.hit_limit else "stop"
         )
@@ -797,6 +918,8 @@ class TransformersVLM(ModelAPI):
             metadata["neutralised_special_tokens"] = neutralised
         if checkpoint := self.vlm.applied_checkpoint_settings(key):  # recorded: they steered this output
             metadata["checkpoint_generation_config"] = checkpoint
+        if sampling_overridden:  # recorded: greedy, where the checkpoint's generation_config says do_sample=True
+            metadata["checkpoint_sampling_overridden"] = True
         output.metadata = metadata or None
         output.usage = ModelUsage(
             input_tokens=result.input_tokens,

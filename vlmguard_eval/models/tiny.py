@@ -312,3 +312,299 @@ def build_tiny_clip(path: str | Path, seed: int = 0, image_size: int = 30, patch
     tokenizer.save_pretrained(path)
     tiny_image_processor(image_size).save_pretrained(path)
     return path
+
+
+# Other VLM families, tiny, with the chat templates their checkpoints ship (where they differ from LLaVA's in what a
+# provider must get right: system content, images nested per prompt, end-of-turn ids, cross-attention).
+# Gemma-3's (google/gemma-3-4b-it chat_template.json): a system message's content is indexed as a list of parts
+GEMMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}\n"
+    "{%- if messages[0]['role'] == 'system' -%}\n"
+    "    {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n"
+    "\n"
+    "' -%}\n"
+    "    {%- set loop_messages = messages[1:] -%}\n"
+    "{%- else -%}\n"
+    '    {%- set first_user_prefix = "" -%}\n'
+    "    {%- set loop_messages = messages -%}\n"
+    "{%- endif -%}\n"
+    "{%- for message in loop_messages -%}\n"
+    "    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}\n"
+    '        {{ raise_exception("Conversation roles must alternate user/assistant/user/assistant/...") }}\n'
+    "    {%- endif -%}\n"
+    "    {%- if (message['role'] == 'assistant') -%}\n"
+    '        {%- set role = "model" -%}\n'
+    "    {%- else -%}\n"
+    "        {%- set role = message['role'] -%}\n"
+    "    {%- endif -%}\n"
+    "    {{ '<start_of_turn>' + role + '\n"
+    '\' + (first_user_prefix if loop.first else "") }}\n'
+    "    {%- if message['content'] is string -%}\n"
+    "        {{ message['content'] | trim }}\n"
+    "    {%- elif message['content'] is iterable -%}\n"
+    "        {%- for item in message['content'] -%}\n"
+    "            {%- if item['type'] == 'image' -%}\n"
+    "                {{ '<start_of_image>' }}\n"
+    "            {%- elif item['type'] == 'text' -%}\n"
+    "                {{ item['text'] | trim }}\n"
+    "            {%- endif -%}\n"
+    "        {%- endfor -%}\n"
+    "    {%- else -%}\n"
+    '        {{ raise_exception("Invalid content type") }}\n'
+    "    {%- endif -%}\n"
+    "    {{ '<end_of_turn>\n"
+    "' }}\n"
+    "{%- endfor -%}\n"
+    "{%- if add_generation_prompt -%}\n"
+    "    {{'<start_of_turn>model\n"
+    "'}}\n"
+    "{%- endif -%}\n"
+)
+# Llama-3.2-11B-Vision-Instruct's: `messages[0]['content'] | trim` (system content as a string), no system message
+# beside an image (trailing spaces of one line dropped; `{%-` strips them anyway)
+LLAMA32_VISION_CHAT_TEMPLATE = (
+    "{{- bos_token }}\n"
+    "{%- if custom_tools is defined %}\n"
+    "    {%- set tools = custom_tools %}\n"
+    "{%- endif %}\n"
+    "{%- if not tools_in_user_message is defined %}\n"
+    "    {%- set tools_in_user_message = true %}\n"
+    "{%- endif %}\n"
+    "{%- if not date_string is defined %}\n"
+    "    {%- if strftime_now is defined %}\n"
+    '        {%- set date_string = strftime_now("%d %b %Y") %}\n'
+    "    {%- else %}\n"
+    '        {%- set date_string = "26 Jul 2024" %}\n'
+    "    {%- endif %}\n"
+    "{%- endif %}\n"
+    "{%- if not tools is defined %}\n"
+    "    {%- set tools = none %}\n"
+    "{%- endif %}\n"
+    "\n"
+    "{#- This block extracts the system message, so we can slot it into the right place. #}\n"
+    "{%- if messages[0]['role'] == 'system' %}\n"
+    "    {%- set system_message = messages[0]['content']|trim %}\n"
+    "    {%- set messages = messages[1:] %}\n"
+    "{%- else %}\n"
+    '    {%- set system_message = "" %}\n'
+    "{%- endif %}\n"
+    "\n"
+    "{#- Find out if there are any images #}\n"
+    "{% set image_ns = namespace(has_images=false) %}\n"
+    "{%- for message in messages %}\n"
+    "    {%- for content in message['content'] %}\n"
+    "        {%- if content['type'] == 'image' %}\n"
+    "            {%- set image_ns.has_images = true %}\n"
+    "        {%- endif %}\n"
+    "    {%- endfor %}\n"
+    "{%- endfor %}\n"
+    "\n"
+    "{#- Error out if there are images and system message #}\n"
+    '{%- if image_ns.has_images and not system_message == "" %}\n'
+    '    {{- raise_exception("Prompting with images is incompatible with system messages.") }}\n'
+    "{%- endif %}\n"
+    "\n"
+    "{#- System message if there are no images #}\n"
+    "{%- if not image_ns.has_images %}\n"
+    '    {{- "<|start_header_id|>system<|end_header_id|>\\n\\n" }}\n'
+    "    {%- if tools is not none %}\n"
+    '        {{- "Environment: ipython\\n" }}\n'
+    "    {%- endif %}\n"
+    '    {{- "Cutting Knowledge Date: December 2023\\n" }}\n'
+    '    {{- "Today Date: " + date_string + "\\n\\n" }}\n'
+    "    {{- system_message }}\n"
+    '    {{- "<|eot_id|>" }}\n'
+    "{%- endif %}\n"
+    "\n"
+    "{%- for message in messages %}\n"
+    "    {%- if not (message.role == 'ipython' or message.role == 'tool' or 'tool_calls' in message) %}\n"
+    "    {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' }}\n"
+    "        {%- if message['content'] is string %}\n"
+    "            {{- message['content'] }}\n"
+    "        {%- else %}\n"
+    "            {%- for content in message['content'] %}\n"
+    "                {%- if content['type'] == 'image' %}\n"
+    "                    {{- '<|image|>' }}\n"
+    "                {%- elif content['type'] == 'text' %}\n"
+    "                    {{- content['text'] }}\n"
+    "                {%- endif %}\n"
+    "            {%- endfor %}\n"
+    "        {%- endif %}\n"
+    "        {{- '<|eot_id|>' }}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n"
+    "{%- if add_generation_prompt %}\n"
+    "    {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}\n"
+    "{%- endif %}\n"
+)
+# HuggingFaceM4/Idefics3-8B-Llama3's
+IDEFICS3_CHAT_TEMPLATE = (
+    "<|begin_of_text|>{% for message in messages %}{{message['role'] | capitalize}}"
+    "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+
+def family_tokenizer(
+    specials: list[str], attributes: dict[str, str], bos: str, eos: str, pad: str, vocab_size: int = 400
+):
+    """A byte-level BPE tokenizer with a family's own special tokens (and the processor attributes naming them)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    every = list(dict.fromkeys(["<unk>", bos, eos, pad, *specials]))
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=every, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    bpe.train_from_iterator(_CORPUS, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        unk_token="<unk>",
+        bos_token=bos,
+        eos_token=eos,
+        pad_token=pad,
+        extra_special_tokens=attributes,
+    )
+
+
+def _save(path: str | Path, model, processor, generation: dict, seed: int) -> Path:  # noqa: ANN001
+    from transformers import GenerationConfig
+
+    model.generation_config = GenerationConfig(**generation)
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path, safe_serialization=True)
+    processor.save_pretrained(path)
+    return path
+
+
+def build_tiny_gemma3(path: str | Path, seed: int = 0) -> Path:
+    """A tiny Gemma-3 (SigLIP tower, 4 tokens an image) with gemma-3-it's chat template and generation_config
+    (EOS ids [<eos>, <end_of_turn>], do_sample with top_k 64, top_p 0.95)."""
+    import torch
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessorPil, Gemma3Processor
+
+    names = {"image_token": "<image_soft_token>", "boi_token": "<start_of_image>", "eoi_token": "<end_of_image>"}
+    tokenizer = family_tokenizer(
+        ["<start_of_turn>", "<end_of_turn>", *names.values()], names, bos="<bos>", eos="<eos>", pad="<pad>"
+    )
+    processor = Gemma3Processor(
+        image_processor=Gemma3ImageProcessorPil(size={"height": 32, "width": 32}),
+        tokenizer=tokenizer,
+        chat_template=GEMMA3_CHAT_TEMPLATE,
+        image_seq_length=4,
+    )
+    ids = {name: getattr(tokenizer, f"{name}_id") for name in ("bos_token", "eos_token", "pad_token")}
+    ids = {f"{name}_id": value for name, value in ids.items()}
+    config = Gemma3Config(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            **TINY_LAYERS | {"num_hidden_layers": 2},
+            num_key_value_heads=1,
+            head_dim=8,
+            sliding_window=8,
+            layer_types=["sliding_attention", "full_attention"],
+            max_position_embeddings=4096,
+            **ids,
+        ),
+        vision_config=dict(model_type="siglip_vision_model", **TINY_LAYERS, image_size=32, patch_size=8),
+        mm_tokens_per_image=4,
+        boi_token_index=tokenizer.convert_tokens_to_ids("<start_of_image>"),
+        eoi_token_index=tokenizer.convert_tokens_to_ids("<end_of_image>"),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image_soft_token>"),
+    )
+    torch.manual_seed(seed)
+    model = Gemma3ForConditionalGeneration(config).eval()
+    ends = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<end_of_turn>")]
+    generation = dict(ids, eos_token_id=ends, do_sample=True, top_k=64, top_p=0.95)
+    return _save(path, model, processor, generation, seed)
+
+
+def build_tiny_mllama(path: str | Path, seed: int = 0) -> Path:
+    """A tiny Mllama (Llama-3.2-Vision: cross-attention layers) with Llama-3.2-11B-Vision-Instruct's chat template
+    and generation_config (EOS ids [<|end_of_text|>, <|eom_id|>, <|eot_id|>], do_sample, temperature 0.6)."""
+    import torch
+    from transformers import MllamaConfig, MllamaForConditionalGeneration, MllamaImageProcessorPil, MllamaProcessor
+
+    specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+    specials += ["<|eom_id|>", "<|python_tag|>", "<|finetune_right_pad_id|>", "<|image|>"]
+    tokenizer = family_tokenizer(
+        specials, {}, bos="<|begin_of_text|>", eos="<|eot_id|>", pad="<|finetune_right_pad_id|>"
+    )
+    processor = MllamaProcessor(
+        image_processor=MllamaImageProcessorPil(size={"height": 32, "width": 32}, max_image_tiles=2),
+        tokenizer=tokenizer,
+        chat_template=LLAMA32_VISION_CHAT_TEMPLATE,
+    )
+    ids = dict(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
+    )
+    config = MllamaConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer) + 8,
+            **TINY_LAYERS | {"num_hidden_layers": 3},
+            num_key_value_heads=1,
+            cross_attention_layers=[1],
+            max_position_embeddings=4096,
+            rope_parameters={"rope_type": "default", "rope_theta": 500000.0},
+            **ids,
+        ),
+        vision_config=dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_global_layers=1,
+            attention_heads=2,
+            image_size=32,
+            patch_size=16,
+            max_num_tiles=2,
+            intermediate_layers_indices=[0],
+            vision_output_dim=32,
+            supported_aspect_ratios=[[1, 1], [1, 2], [2, 1]],
+        ),
+        image_token_index=tokenizer.convert_tokens_to_ids("<|image|>"),
+    )
+    torch.manual_seed(seed)
+    model = MllamaForConditionalGeneration(config).eval()
+    ends = [tokenizer.convert_tokens_to_ids(t) for t in ("<|end_of_text|>", "<|eom_id|>", "<|eot_id|>")]
+    generation = dict(ids, eos_token_id=ends, do_sample=True, temperature=0.6, top_p=0.9)
+    return _save(path, model, processor, generation, seed)
+
+
+def build_tiny_idefics3(path: str | Path, seed: int = 0) -> Path:
+    """A tiny Idefics3 with its chat template, whose turns end at <end_of_utterance>; its tokenizer's EOS and its
+    generation_config name another token (</s>), as SmolVLM/Idefics3 checkpoints may."""
+    import torch
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessorPil,
+        Idefics3Processor,
+    )
+
+    specials = ["<|begin_of_text|>", "<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>"]
+    specials += [f"<row_{i + 1}_col_{j + 1}>" for i in range(6) for j in range(6)]
+    tokenizer = family_tokenizer(specials, {}, bos="<|begin_of_text|>", eos="</s>", pad="<pad>")
+    processor = Idefics3Processor(
+        image_processor=Idefics3ImageProcessorPil(size={"longest_edge": 64}, max_image_size={"longest_edge": 32}),
+        tokenizer=tokenizer,
+        image_seq_len=4,
+        chat_template=IDEFICS3_CHAT_TEMPLATE,
+    )
+    config = Idefics3Config(
+        vision_config=dict(**TINY_LAYERS, image_size=32, patch_size=8),
+        text_config=tiny_llama_config(tokenizer).to_dict(),
+        scale_factor=2,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+    )
+    torch.manual_seed(seed)
+    model = Idefics3ForConditionalGeneration(config).eval()
+    generation = dict(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
+    )
+    return _save(path, model, processor, generation, seed)

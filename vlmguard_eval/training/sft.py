@@ -43,7 +43,7 @@ from typing import Any
 
 from vlmguard_eval.core.messages import read_image
 from vlmguard_eval.models.chat_templates import tokenizer_bos_id, with_bos
-from vlmguard_eval.models.local_vlm import as_data, special_strings, to_hf_messages
+from vlmguard_eval.models.local_vlm import as_data, special_strings, system_as_text, to_hf_messages, wants_system_text
 from vlmguard_eval.rewriter.prompts import rewriter_messages
 
 logger = logging.getLogger(__name__)
@@ -196,6 +196,7 @@ class TrainingCollator:
         self.collator = collator
         self.processor = collator.processor
         self.bos_id = tokenizer_bos_id(self.processor.tokenizer)
+        self.system_text = wants_system_text(self.processor)  # the system message's form `prepare` gives it
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
@@ -211,9 +212,10 @@ class TrainingCollator:
         return batch
 
     def example(self, row: dict[str, Any]) -> dict[str, Any]:
-        prompt, completion = render_prompt_completion(
-            self.processor, _strip_nulls(row["prompt"]), _strip_nulls(row["completion"])
-        )
+        messages = _strip_nulls(row["prompt"])
+        if self.system_text:
+            messages = [system_as_text(message) for message in messages]
+        prompt, completion = render_prompt_completion(self.processor, messages, _strip_nulls(row["completion"]))
         return {"images": [read_image(path) for path in row["images"]], "prompt": prompt, "completion": completion}
 
 
