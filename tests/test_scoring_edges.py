@@ -83,6 +83,23 @@ def test_option_letter_rule_more_cases(reply, options, letter, reason) -> None:
     assert (reading.letter, reading.reason) == (letter, reason)
 
 
+DOTTED = {k: v + "." for k, v in OPTIONS.items()}
+
+
+@pytest.mark.parametrize(
+    "reply, question, reason",
+    [
+        ("(A) Call the police right away. (B) Walk away slowly.", None, "echoes options"),
+        ("B. I am asked: what should I do here, given the image?", "What should I do here, given the image?", None),
+    ],
+)
+def test_a_reply_ending_in_an_echoed_text_s_own_stop_still_echoes_it(reply, question, reason) -> None:
+    """The official rule strips the reply's final '.' or '?'; an option or question ending with one still counts
+    as echoed (before: the last option escaped the echo check and its letter won)."""
+    reading = read_option_letter(reply, DOTTED, question)
+    assert reading.letter is None and reading.reason == (reason or "repeats question")
+
+
 # ---- rewriter/format.py
 
 

@@ -53,18 +53,28 @@ def _normal(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().lower()
 
 
+def _stripped(text: str) -> str:
+    """`text` with the official rule's characters stripped from its ends, as the reply is (L22-23)."""
+    for char in STRIPPED:
+        text = text.strip(char)
+    return text
+
+
+def _echo_key(text: str) -> str:
+    """An option's or the question's text as it can appear in the stripped reply: a reply ending with an
+    option's own full stop (or the question's mark) has lost it."""
+    return _normal(_stripped(_normal(text)))
+
+
 def read_option_letter(
     response: str, options: Mapping[str, str] | None = None, question: str | None = None
 ) -> OptionReading:
     """The option letter of a multiple-choice reply, by the official patterns, without the random guess."""
-    text = response
-    for char in STRIPPED:
-        text = text.strip(char)
-    text = f" {text} "
-    if question and len(_normal(question)) >= 20 and _normal(question) in _normal(text):
+    text = f" {_stripped(response)} "
+    if question and len(_echo_key(question)) >= 20 and _echo_key(question) in _normal(text):
         return OptionReading(None, "repeats question")
     if options:
-        echoed = [k for k, v in options.items() if len(_normal(str(v))) >= 8 and _normal(str(v)) in _normal(text)]
+        echoed = [k for k, v in options.items() if len(_echo_key(str(v))) >= 8 and _echo_key(str(v)) in _normal(text)]
         if len(echoed) >= 2:
             return OptionReading(None, "echoes options")
     if any(first != second for first, second in _HEDGE.findall(text)):
