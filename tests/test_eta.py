@@ -102,7 +102,9 @@ class Script:
         self.reward_calls.append((instruction, response))
         if instruction == eta_module.RATING_INSTRUCTION:
             return 0.0  # post-check: flagged (safe only if > 0.06)
-        last = next(k for k in sorted(self.rewards, key=len, reverse=True) if response.endswith(k))
+        # not next() without a default: a StopIteration raised in the solver's worker thread hangs the test
+        last = next((k for k in sorted(self.rewards, key=len, reverse=True) if response.endswith(k)), None)
+        assert last is not None, f"unscripted reward call: {instruction!r}, {response!r}"
         return self.rewards[last]
 
     def clip(self, path, image, texts):
