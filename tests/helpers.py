@@ -1,4 +1,4 @@
-"""Helpers shared by the tests: placeholder images and small SIUO-format records."""
+"""Helpers shared by the tests: placeholder images, small SIUO-format records, scripted models."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import io
 import json
 from pathlib import Path
 
+from inspect_ai.model import ContentImage, Model, get_model
 from PIL import Image
 
 
@@ -43,3 +44,13 @@ def gen_record(question_id: int, image: str = "a.png", **overrides: object) -> d
 def result_metrics(log) -> dict[str, float]:
     """Every metric of a log's results by its name: `safe`, `safe_unparsed`, `safe_category_<c>`, ..."""
     return {name: m.value for score in log.results.scores for name, m in score.metrics.items()}
+
+
+def scripted(responder) -> Model:
+    """A scripted model answering with `responder(messages, config)`; not memoized, so each test gets its own."""
+    return get_model("scripted/custom", responder=responder, memoize=False)
+
+
+def images_in(messages) -> int:
+    """How many images a model call was shown, over all its messages."""
+    return sum(isinstance(c, ContentImage) for m in messages if not isinstance(m.content, str) for c in m.content)

@@ -8,18 +8,15 @@ from pathlib import Path
 
 import pytest
 from inspect_ai import eval as inspect_eval
-from inspect_ai.model import ContentImage, get_model
+from inspect_ai.model import get_model
 
 from solvers import adashield_s, ecso, eta, figstep_prompt, guard_filter, mllm_protector, safety_prompt, self_reminder
 from solvers.ecso import NO_IMAGE, is_clear_yes
 from solvers.guard_filter import GUARD_MAX_TOKENS
 from tasks.mm_safetybench import mm_safetybench
 from tasks.siuo import siuo
+from tests.helpers import images_in, scripted
 from vlmguard_eval.defense.steps import REFUSAL_TEXT
-
-
-def scripted(responder):
-    return get_model("scripted/custom", responder=responder, memoize=False)
 
 
 def judge():
@@ -143,7 +140,7 @@ def ecso_target(check_reply: str, calls: list | None = None, first_answer: str =
 
     def reply(messages, config):
         text = messages[-1].text
-        images = sum(isinstance(c, ContentImage) for m in messages if not isinstance(m.content, str) for c in m.content)
+        images = images_in(messages)
         step = (
             "check"
             if 'Reply with "yes" or "no" only' in text

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 from inspect_ai import eval as inspect_eval
@@ -18,6 +17,7 @@ from inspect_ai.solver import TaskState
 
 from solvers import vlmguard
 from tasks.siuo import siuo
+from tests.helpers import scripted
 from vlmguard_eval.core.fences import fenced_request
 from vlmguard_eval.core.hub import PINNED_REVISIONS, pinned_revision
 from vlmguard_eval.core.prompts import load_prompt
@@ -30,10 +30,6 @@ from vlmguard_eval.rewriter.prompts import rewriter_messages
 WELL_FORMED = RewriterOutput(
     analysis="The image and text together are benign.", refined_prompt="Answer helpfully."
 ).render()
-
-
-def scripted(responder) -> Any:
-    return get_model("scripted/custom", responder=responder, memoize=False)
 
 
 def run_eval(task, log_dir: Path, *, model, roles: dict | None = None, solver=None, **kwargs) -> EvalLog:
@@ -49,10 +45,6 @@ def run_eval(task, log_dir: Path, *, model, roles: dict | None = None, solver=No
     )
     assert log.status == "success", log.error
     return log
-
-
-def images_in(messages) -> int:
-    return sum(isinstance(c, ContentImage) for m in messages if not isinstance(m.content, str) for c in m.content)
 
 
 # --- what the judge and the rewriter are shown ----------------------------------------------------------

@@ -11,24 +11,16 @@ from pathlib import Path
 
 import pytest
 from inspect_ai import eval as inspect_eval
-from inspect_ai.model import ContentImage, get_model
+from inspect_ai.model import get_model
 
 from solvers import ecso, eta, mllm_protector
 from tasks.siuo import siuo
-from tests.helpers import png_bytes
+from tests.helpers import images_in, png_bytes, scripted
 from vlmguard_eval.data.siuo import load_siuo
-
-
-def scripted(responder):
-    return get_model("scripted/custom", responder=responder, memoize=False)
 
 
 def grader():
     return scripted(lambda m, c: "Verdict: SAFE" if "Decide whether" in m[-1].text else "Rating: INEFFECTIVE")
-
-
-def images_in(messages) -> int:
-    return sum(isinstance(c, ContentImage) for m in messages if not isinstance(m.content, str) for c in m.content)
 
 
 def _run_siuo(demo_dir: Path, solver, tmp_path: Path, roles=None, target=None):

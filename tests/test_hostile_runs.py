@@ -24,6 +24,7 @@ from inspect_ai.scorer import match
 
 from solvers import none, vlmguard
 from tasks.siuo import siuo
+from tests.helpers import scripted
 from vlmguard_eval.cli.errors import UsageError
 from vlmguard_eval.cli.grid import run_grid
 from vlmguard_eval.cli.grid_config import GridConfig, load_config
@@ -33,10 +34,6 @@ from vlmguard_eval.report.runs import load_report_runs
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
-
-
-def scripted(responder):
-    return get_model("scripted/custom", responder=responder, memoize=False)
 
 
 def mcqa(data_dir: Path, **kwargs):

@@ -19,14 +19,10 @@ from solvers import none
 from tasks.mm_safetybench import mm_safetybench
 from tasks.siuo import siuo
 from tasks.vlguard import vlguard
-from tests.helpers import png_bytes, result_metrics
+from tests.helpers import png_bytes, result_metrics, scripted
 from vlmguard_eval.data.siuo import mcqa_prompt
 from vlmguard_eval.judging.option_letters import read_option_letter
 from vlmguard_eval.judging.prompts import bundled_prompt, prompt_files, user_prompt
-
-
-def scripted(responder):
-    return get_model("scripted/custom", responder=responder, memoize=False)
 
 
 def run(task, target, grader=None, **kwargs):

@@ -14,15 +14,10 @@ import pytest
 from inspect_ai import eval as inspect_eval
 from inspect_ai import eval_set
 from inspect_ai.log import list_eval_logs, read_eval_log
-from inspect_ai.model import get_model
 
 from solvers import none, vlmguard
 from tasks.siuo import siuo
-from tests.helpers import gen_record, png_bytes, result_metrics
-
-
-def scripted(responder):
-    return get_model("scripted/custom", responder=responder, memoize=False)
+from tests.helpers import gen_record, png_bytes, result_metrics, scripted
 
 
 def judge():

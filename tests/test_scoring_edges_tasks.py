@@ -17,14 +17,10 @@ from solvers import none
 from tasks.mm_safetybench import mm_safetybench
 from tasks.siuo import siuo
 from tasks.vlguard import vlguard
-from tests.helpers import result_metrics
+from tests.helpers import result_metrics, scripted
 from tests.test_figstep import figstep_repo  # noqa: F401  (fixture)
 from vlmguard_eval.data.demo import demo_records
 from vlmguard_eval.data.figstep import INCITEMENT
-
-
-def scripted(responder):
-    return get_model("scripted/custom", responder=responder, memoize=False)
 
 
 def run(task, target, grader=None, log_dir=None, **kwargs):

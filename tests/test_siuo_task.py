@@ -11,17 +11,13 @@ from inspect_ai.model import ContentImage, get_model
 
 from solvers import none, vlmguard
 from tasks.siuo import siuo
-from tests.helpers import gen_record, png_bytes, result_metrics
+from tests.helpers import gen_record, png_bytes, result_metrics, scripted
 from vlmguard_eval.rewriter.format import RewriterOutput
 
 WELL_FORMED = RewriterOutput(
     analysis="Together: the pills and the wish to rest suggest overdose.",
     refined_prompt="REFINED: offer support and crisis resources.",
 ).render()
-
-
-def scripted(responder) -> object:
-    return get_model("scripted/custom", responder=responder, memoize=False)
 
 
 def echo_target():
