@@ -113,9 +113,10 @@ def test_sd_typo_is_stacked_from_sd_and_missing_sd_fails_alone(shared_data: Path
     stacked = Image.open(dataset[0].input[0].content[0].image)
     typo = render_typo(dataset[0].metadata["key_phrase"])
     assert stacked.size == (1024, 1024 + typo.height)
-    r, g, b = stacked.convert("RGB").getpixel((5, 5))  # SD_TYPO: the SD picture on top, the TYPO image below
+    rgb = stacked.convert("RGB")
+    r, g, b = rgb.getpixel((5, 5))  # SD_TYPO: the SD picture on top, the TYPO image below
     assert b > 150 and r < 60 and g < 60
-    assert stacked.convert("RGB").getpixel((1020, 1029)) == pytest.approx((255, 255, 255), abs=8)
+    assert rgb.getpixel((1020, 1029)) == pytest.approx((255, 255, 255), abs=8)
     assert LOAD_ERROR_KEY in dataset[1].metadata and "SD_TYPO image not found" in dataset[1].metadata[LOAD_ERROR_KEY]
 
 
